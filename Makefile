@@ -1,0 +1,36 @@
+# BinBot. `make demo` sets everything up and runs the whole pipeline on generated images;
+# `make test` runs the test suite. Both create and reuse the virtual environment in $(VENV).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The demo's base weights: 'imagenet' downloads them; offline, pass a local no-top .h5:
+#   make demo WEIGHTS=path/to/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5
+WEIGHTS ?= imagenet
+DEMO ?= .demo
+
+.PHONY: install demo test clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || { \
+	  echo "error: $(PYTHON) cannot create virtual environments; install them with: sudo apt install python3-venv" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[train,device,dev]'
+	touch $@
+
+demo: install
+	rm -rf $(DEMO)
+	$(BIN)/python -m binbot.train.synthetic $(DEMO)/images --per-class 40 --seed 1
+	$(BIN)/python -m binbot.train.synthetic $(DEMO)/holdout --per-class 10 --seed 2
+	$(BIN)/binbot train --data $(DEMO)/images --out $(DEMO)/run --weights $(WEIGHTS) \
+	  --epochs 3 --fine-tune-epochs 1 --batch-size 16
+	$(BIN)/binbot evaluate $(DEMO)/run/model.keras --data $(DEMO)/holdout --out $(DEMO)/holdout-evaluation
+	@echo "demo done: see $(DEMO)/run/report.md and $(DEMO)/holdout-evaluation/report.md"
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from binbot.cli import main
+
+sys.exit(main())

@@ -1,0 +1,43 @@
+"""The `binbot` command: each part registers its own subcommands here.
+
+Subcommand modules must not import TensorFlow at import time, so that the device
+commands (and every `--help`) work on a Pi where TensorFlow is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from binbot import __version__
+from binbot.errors import BinbotError
+from binbot.train import cli as train_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="binbot",
+        description="Train a waste-sorting classifier, quantize it, and run it on a Raspberry Pi camera.",
+    )
+    parser.add_argument("--version", action="version", version=f"binbot {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    train_cli.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Progress should reach a log file or the journal as it happens, not when a buffer fills.
+    sys.stdout.reconfigure(line_buffering=True)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except BinbotError as error:
+        print(f"binbot {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"binbot {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

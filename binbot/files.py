@@ -1,0 +1,51 @@
+"""Outputs that appear whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from binbot.errors import BinbotError
+
+
+def check_can_write(out: Path, force: bool) -> None:
+    """Fail early, before long work, if out exists and may not be replaced."""
+    if out.exists() and not force:
+        raise BinbotError(f"{out}: already exists (choose another --out, or pass --force to replace it)")
+    if out.exists() and not out.is_dir():
+        raise BinbotError(f"{out}: exists and is not a folder")
+
+
+@contextmanager
+def build_directory(out: str | Path, force: bool = False) -> Iterator[Path]:
+    """Yield a scratch folder beside out that becomes out only if the block succeeds.
+
+    An existing out is replaced (with force) only by a complete new one; on any
+    failure the scratch folder is removed and out is left as it was.
+    """
+    out = Path(out)
+    check_can_write(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    try:
+        yield scratch
+        os.chmod(scratch, 0o755)  # mkdtemp makes it private; the result is an ordinary folder
+        if out.exists():
+            retired = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+            os.replace(out, retired / out.name)
+            os.replace(scratch, out)
+            shutil.rmtree(retired)
+        else:
+            os.replace(scratch, out)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+
+
+def write_json(path: Path, data: object) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,1 @@
+"""Checkpoint to quantized TFLite model bundle (workstation side; uses TensorFlow)."""

@@ -1,0 +1,1 @@
+"""The Raspberry Pi side: frames, bundles and the camera daemon. Never imports TensorFlow."""

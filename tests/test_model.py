@@ -1,0 +1,129 @@
+"""The classifier is the seed's, layer by layer, and its checkpoints round-trip safely."""
+
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+from binbot.errors import BinbotError
+from binbot.train.model import BASE_LAYERS, base_of, build_model, load_checkpoint, mobilenet_base, unfreeze_top
+from conftest import IMAGENET_H5, TINY_SIZE, needs_imagenet_weights
+
+MOBILENET_V2_NO_TOP_PARAMS = 2_257_984
+
+
+def test_architecture_is_the_seed_layer_by_layer(base_weights_h5):
+    model = build_model(6, weights=str(base_weights_h5), image_size=224)
+
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["InputLayer", "Rescaling", "Functional", "GlobalAveragePooling2D", "Dense", "Dropout", "Dense"]
+    _, rescaling, base, _, dense, dropout, scores = model.layers
+    assert model.input_shape == (None, 224, 224, 3)
+    # raw 0..255 becomes MobileNetV2's -1..1
+    assert rescaling.scale == pytest.approx(1 / 127.5) and rescaling.offset == -1.0
+    assert base.name.startswith("mobilenetv2_1.00")
+    assert len(base.layers) == BASE_LAYERS
+    assert base.count_params() == MOBILENET_V2_NO_TOP_PARAMS
+    assert base.output_shape == (None, 7, 7, 1280)
+    assert not base.trainable
+    assert dense.units == 1024 and dense.activation.__name__ == "relu"
+    assert dropout.rate == 0.5
+    assert scores.units == 6 and scores.activation.__name__ == "softmax"
+    assert model.count_params() == MOBILENET_V2_NO_TOP_PARAMS + (1280 * 1024 + 1024) + (1024 * 6 + 6)
+    assert [w.name for w in model.trainable_weights] == ["kernel", "bias", "kernel", "bias"]
+
+
+def test_rescaling_maps_pixel_range_to_minus_one_one():
+    model = build_model(3, weights=None, image_size=TINY_SIZE)
+    probe = keras.Model(model.input, model.layers[1].output)
+    out = probe.predict(np.stack([np.zeros((TINY_SIZE, TINY_SIZE, 3)), np.full((TINY_SIZE, TINY_SIZE, 3), 255.0)]),
+                        verbose=0)
+    assert out[0].max() == pytest.approx(-1.0) and out[1].min() == pytest.approx(1.0)
+
+
+def test_weights_none_trains_the_whole_base():
+    model = build_model(3, weights=None, image_size=TINY_SIZE)
+    assert base_of(model).trainable
+    assert len(model.trainable_weights) > 100
+
+
+def test_local_weights_file_is_loaded_into_the_base(base_weights_h5):
+    base = mobilenet_base(str(base_weights_h5), TINY_SIZE)
+    reference = keras.applications.MobileNetV2(input_shape=(TINY_SIZE, TINY_SIZE, 3), include_top=False, weights=None)
+    reference.load_weights(base_weights_h5)
+    for ours, theirs in zip(base.weights, reference.weights):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+@needs_imagenet_weights
+def test_the_offline_imagenet_file_loads():
+    base = mobilenet_base(str(IMAGENET_H5), 224)
+    assert base.count_params() == MOBILENET_V2_NO_TOP_PARAMS
+
+
+def test_missing_or_wrong_weights_file_is_a_clear_error(tmp_path):
+    with pytest.raises(BinbotError, match="weights file not found"):
+        mobilenet_base(str(tmp_path / "missing.h5"), TINY_SIZE)
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not hdf5 at all")
+    with pytest.raises(BinbotError, match="junk.h5: not MobileNetV2"):
+        mobilenet_base(str(junk), TINY_SIZE)
+
+
+def test_imagenet_download_failure_says_how_to_pass_a_local_file(image_folder, tmp_path):
+    # A proxy on the discard port makes the download fail even on a machine with internet access.
+    env = {"KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+           "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-m", "binbot", "train", "--data", str(image_folder), "--out", str(tmp_path / "run"),
+         "--weights", "imagenet"], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("binbot train: error: could not download the ImageNet weights")
+    assert "--weights PATH" in last
+    assert not (tmp_path / "run").exists()
+
+
+def test_fine_tuning_unfreezes_the_top_but_keeps_batch_norm_frozen(base_weights_h5):
+    model = build_model(3, weights=str(base_weights_h5), image_size=TINY_SIZE)
+    unfreeze_top(model, 100)
+    base = base_of(model)
+    assert not any(layer.trainable for layer in base.layers[:100])
+    top = base.layers[100:]
+    assert all(layer.trainable != isinstance(layer, layers.BatchNormalization) for layer in top)
+    with pytest.raises(BinbotError, match="--fine-tune-at"):
+        unfreeze_top(model, BASE_LAYERS)
+
+
+def test_saved_checkpoint_reloads_and_predicts_the_same(tmp_path):
+    model = build_model(3, weights=None, image_size=TINY_SIZE)
+    images = np.random.default_rng(0).uniform(0, 255, (4, TINY_SIZE, TINY_SIZE, 3)).astype("float32")
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(images, np.array([0, 1, 2, 0]), epochs=1, verbose=0)
+    model.save(tmp_path / "model.keras")
+
+    reloaded = load_checkpoint(tmp_path / "model.keras")
+
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
+
+
+def test_not_a_checkpoint_is_a_clear_error(tmp_path):
+    fake = tmp_path / "model.keras"
+    fake.write_text("hello")
+    with pytest.raises(BinbotError, match="model.keras: not a readable Keras checkpoint"):
+        load_checkpoint(fake)
+    with pytest.raises(BinbotError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "absent.keras")
+    with pytest.raises(BinbotError, match="expected a .keras or .h5"):
+        load_checkpoint(tmp_path)
+
+
+def test_truncated_checkpoint_is_a_clear_error(tiny_run, tmp_path):
+    data = (tiny_run / "model.keras").read_bytes()
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BinbotError, match="truncated.keras: not a readable Keras checkpoint"):
+        load_checkpoint(truncated)

@@ -1,0 +1,164 @@
+"""`binbot train` and `binbot evaluate` from the command line, outputs and failures."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from binbot.cli import main
+from binbot.device.frames import load_model_input
+from binbot.device.labels import read_labels
+from binbot.train.model import load_checkpoint
+from conftest import IMAGENET_H5, TINY_SIZE, needs_imagenet_weights
+
+TINY = ["--weights", "none", "--image-size", str(TINY_SIZE), "--batch-size", "8"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def leftovers(parent):
+    return [p.name for p in parent.iterdir() if ".partial-" in p.name or ".old-" in p.name]
+
+
+def test_a_run_writes_every_output(image_folder, tmp_path, capsys):
+    messy = tmp_path / "data"
+    shutil.copytree(image_folder, messy)
+    (messy / "can" / "broken.jpg").write_bytes(b"")
+    out = tmp_path / "run"
+
+    assert main(["train", "--data", str(messy), "--out", str(out), *TINY, "--epochs", "2",
+                 "--fine-tune-epochs", "1", "--fine-tune-at", "120", "--val-split", "0.25"]) == 0
+
+    printed = capsys.readouterr().out
+    assert "whole model is trained" in printed and f"wrote {out}/" in printed
+    assert sorted(p.name for p in out.iterdir()) == sorted([
+        "model.keras", "labels.txt", "config.json", "history.json", "metrics.json",
+        "training.png", "confusion.png", "report.md"])
+    assert read_labels(out / "labels.txt") == ["bottle", "can", "paper"]
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images"] == {"train": 27, "validation": 9, "skipped": 1}
+    assert metrics["skipped_files"][0]["path"].endswith("broken.jpg")
+    assert sum(map(sum, metrics["confusion_matrix"])) == 9
+    assert set(metrics["per_class"]) == {"bottle", "can", "paper"}
+    assert all(set(m) == {"precision", "recall", "f1", "support"} for m in metrics["per_class"].values())
+
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["loss"]) == len(history["val_accuracy"]) == 3
+    assert history["fine_tune_from_epoch"] == 2
+    assert json.loads((out / "config.json").read_text())["fine_tune_at"] == 120
+    for picture in ("training.png", "confusion.png"):
+        assert (out / picture).read_bytes().startswith(PNG_MAGIC)
+    report = (out / "report.md").read_text()
+    assert "training.png" in report and "confusion.png" in report and "broken.jpg" in report
+    assert f"{metrics['accuracy']:.2%}" in report
+    assert leftovers(tmp_path) == []
+
+
+def test_reported_accuracy_is_what_the_saved_checkpoint_scores(tiny_run, image_folder):
+    from binbot.train.folder import scan, stratified_split
+
+    config = json.loads((tiny_run / "config.json").read_text())
+    _, val = stratified_split(scan(image_folder).examples, config["val_split"], config["seed"])
+    model = load_checkpoint(tiny_run / "model.keras")
+    pixels = np.stack([load_model_input(e.path, TINY_SIZE, TINY_SIZE) for e in val]).astype("float32")
+    predicted = model.predict(pixels, verbose=0).argmax(axis=1)
+    accuracy = float(np.mean(predicted == [e.label for e in val]))
+    assert json.loads((tiny_run / "metrics.json").read_text())["accuracy"] == pytest.approx(accuracy)
+
+
+def test_explicit_validation_folder(image_folder, tmp_path):
+    val = tmp_path / "val"
+    for name in ("bottle", "can"):
+        (val / name).mkdir(parents=True)
+        shutil.copy(next((image_folder / name).iterdir()), val / name / "x.jpg")
+    out = tmp_path / "run"
+    main(["train", "--data", str(image_folder), "--val-data", str(val), "--out", str(out), *TINY, "--epochs", "1"])
+    assert json.loads((out / "metrics.json").read_text())["images"] == {"train": 36, "validation": 2, "skipped": 0}
+
+
+def test_init_continues_from_a_checkpoint(tiny_run, image_folder, tmp_path, capsys):
+    out = tmp_path / "continued"
+    assert main(["train", "--data", str(image_folder), "--out", str(out), "--init", str(tiny_run / "model.keras"),
+                 "--image-size", str(TINY_SIZE), "--epochs", "1"]) == 0
+    assert "starting from" in capsys.readouterr().out
+    assert read_labels(out / "labels.txt") == read_labels(tiny_run / "labels.txt")
+
+
+def test_init_with_a_class_the_checkpoint_does_not_know_is_an_error(tiny_run, image_folder, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(image_folder, data)
+    shutil.copytree(data / "can", data / "glass")
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--init",
+                 str(tiny_run / "model.keras"), "--image-size", str(TINY_SIZE)]) == 1
+    assert "glass are not among the model's labels" in capsys.readouterr().err
+
+
+def test_existing_output_is_kept_unless_forced(tiny_run, image_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    assert main(["train", "--data", str(image_folder), "--out", str(out), *TINY, "--epochs", "1"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "precious"
+
+    assert main(["train", "--data", str(image_folder), "--out", str(out), *TINY, "--epochs", "1", "--force"]) == 0
+    assert not (out / "keep.txt").exists() and (out / "model.keras").is_file()
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("problem, expected", [
+    ("one class", "at least 2"),
+    ("empty class", "have no readable image"),
+    ("no epochs", "nothing to train"),
+])
+def test_bad_input_fails_before_training_and_leaves_nothing(problem, expected, tmp_path, capsys):
+    data = tmp_path / "data"
+    for name in ("can",) if problem == "one class" else ("can", "paper"):
+        (data / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(data / name / "a.jpg")
+    if problem == "empty class":
+        (data / "paper" / "a.jpg").write_bytes(b"")
+    epochs = "0" if problem == "no epochs" else "1"
+    out = tmp_path / "run"
+
+    assert main(["train", "--data", str(data), "--out", str(out), *TINY, "--epochs", epochs]) == 1
+
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors[-1].startswith("binbot train: error:") and expected in errors[-1]
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_evaluate_prints_and_writes_the_same_metrics(tiny_run, image_folder, tmp_path, capsys):
+    out = tmp_path / "evaluation"
+    assert main(["evaluate", str(tiny_run / "model.keras"), "--data", str(image_folder), "--out", str(out)]) == 0
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["evaluated"] == 36 and metrics["images"] == {"evaluated": 36, "skipped": 0}
+    assert f"accuracy {metrics['accuracy']:.4f} on 36 images" in capsys.readouterr().out
+    assert (out / "confusion.png").read_bytes().startswith(PNG_MAGIC)
+    assert "Accuracy" in (out / "report.md").read_text()
+
+
+def test_evaluate_defaults_its_output_beside_the_checkpoint(tiny_run, image_folder, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    assert main(["evaluate", str(run / "model.keras"), "--data", str(image_folder)]) == 0
+    assert (run / f"evaluation-{image_folder.name}" / "metrics.json").is_file()
+
+
+def test_evaluate_refuses_a_file_that_is_not_a_checkpoint(image_folder, tmp_path, capsys):
+    fake = tmp_path / "model.keras"
+    fake.write_bytes(b"PK\x03\x04 truncated zip")
+    assert main(["evaluate", str(fake), "--data", str(image_folder)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"binbot evaluate: error: {fake}: not a readable Keras checkpoint")
+
+
+@needs_imagenet_weights
+def test_pretrained_base_learns_the_synthetic_classes(image_folder, tmp_path):
+    out = tmp_path / "run"
+    main(["train", "--data", str(image_folder), "--out", str(out), "--weights", str(IMAGENET_H5),
+          "--image-size", "96", "--batch-size", "8", "--epochs", "4"])
+    assert json.loads((out / "metrics.json").read_text())["accuracy"] >= 0.9

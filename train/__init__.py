@@ -1,0 +1,1 @@
+"""Workstation trainer: MobileNetV2 transfer learning on a folder of labelled photos."""

@@ -1,0 +1,73 @@
+"""report.md: the figures and pictures of a run or an evaluation, tied together for a person."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from binbot.train.metrics import format_table
+
+SKIPPED_SHOWN = 20
+
+
+def training_report(config: dict, metrics: dict) -> str:
+    images = metrics["images"]
+    phases = f"{config['epochs']} epoch(s) with the base frozen"
+    if config["fine_tune_epochs"]:
+        phases += (f", then {config['fine_tune_epochs']} fine-tuning the base from layer "
+                   f"{config['fine_tune_at']} at learning rate {config['fine_tune_learning_rate']}")
+    start = f"checkpoint `{config['init']}`" if config["init"] else f"weights `{config['weights']}`"
+    return "\n".join([
+        "# BinBot training run",
+        "",
+        f"Made {_now()} from `{config['data']}`, starting from {start}: {phases}.",
+        "",
+        f"**Validation accuracy: {metrics['accuracy']:.2%}** on {images['validation']} images "
+        f"(macro F1 {metrics['macro_f1']:.3f}); trained on {images['train']} images in "
+        f"{metrics['training_seconds'] / 60:.1f} min; {images['skipped']} file(s) skipped.",
+        "",
+        "![Loss and accuracy per epoch](training.png)",
+        "",
+        "## Per class, on the validation images",
+        "",
+        format_table(metrics),
+        "",
+        "![Confusion matrix](confusion.png)",
+        "",
+        *_skipped_section(metrics["skipped_files"]),
+        "## Files",
+        "",
+        "- `model.keras`: the checkpoint (input raw RGB 0..255, output class probabilities)",
+        "- `labels.txt`: class names in output order",
+        "- `metrics.json`, `history.json`, `config.json`: the figures above, per-epoch history, every setting",
+        "",
+    ])
+
+
+def evaluation_report(metrics: dict) -> str:
+    return "\n".join([
+        "# BinBot evaluation",
+        "",
+        f"Made {_now()}: `{metrics['checkpoint']}` on `{metrics['data']}`.",
+        "",
+        f"**Accuracy: {metrics['accuracy']:.2%}** on {metrics['evaluated']} images (macro F1 {metrics['macro_f1']:.3f}).",
+        "",
+        format_table(metrics),
+        "",
+        "![Confusion matrix](confusion.png)",
+        "",
+        *_skipped_section(metrics["skipped_files"]),
+    ])
+
+
+def _skipped_section(skipped: list[dict]) -> list[str]:
+    if not skipped:
+        return []
+    lines = ["## Skipped files", ""]
+    lines += [f"- `{s['path']}`: {s['reason']}" for s in skipped[:SKIPPED_SHOWN]]
+    if len(skipped) > SKIPPED_SHOWN:
+        lines.append(f"- ... and {len(skipped) - SKIPPED_SHOWN} more (all are in metrics.json)")
+    return lines + [""]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -1,0 +1,182 @@
+"""A training run from a folder of photos to a run directory, and evaluation of any checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from binbot.device.labels import read_labels, write_labels
+from binbot.errors import BinbotError
+from binbot.files import build_directory, check_can_write, write_json
+from binbot.train import folder, plots, report
+from binbot.train.metrics import classification_metrics, format_table
+from binbot.train.model import build_model, freeze_base, load_checkpoint, unfreeze_top
+from binbot.train.pipeline import make_dataset
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a run; saved as config.json beside the checkpoint."""
+
+    data: Path
+    out: Path
+    val_data: Path | None = None
+    val_split: float = 0.2
+    weights: str | None = "imagenet"
+    init: Path | None = None
+    image_size: int = 224
+    batch_size: int = 32
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    fine_tune_epochs: int = 0
+    fine_tune_at: int = 100
+    fine_tune_learning_rate: float = 1e-5
+    seed: int = 1337
+    force: bool = False
+
+    def as_json(self) -> dict:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def train(config: TrainConfig) -> dict:
+    """Train, evaluate on the validation images and write the run directory; returns its metrics."""
+    check_can_write(config.out, config.force)
+    if config.epochs < 0 or config.fine_tune_epochs < 0 or config.epochs + config.fine_tune_epochs == 0:
+        raise BinbotError("nothing to train: --epochs and --fine-tune-epochs add up to 0")
+    started = time.monotonic()
+    keras.utils.set_random_seed(config.seed)
+
+    known_labels = read_labels(config.init.parent / "labels.txt") if config.init else None
+    images = folder.scan(config.data, known_labels)
+    skipped = list(images.skipped)
+    if config.val_data:
+        val_images = folder.scan(config.val_data, images.class_names)
+        train_examples, val_examples = images.examples, val_images.examples
+        skipped += val_images.skipped
+    else:
+        train_examples, val_examples = folder.stratified_split(images.examples, config.val_split, config.seed)
+    class_names = images.class_names
+    print(
+        f"{len(class_names)} classes ({', '.join(class_names)}): {len(train_examples)} training and "
+        f"{len(val_examples)} validation images, {len(skipped)} file(s) skipped"
+    )
+
+    model = _starting_model(config, len(class_names))
+    train_ds = make_dataset(train_examples, config.image_size, config.batch_size, training=True, seed=config.seed)
+    val_ds = make_dataset(val_examples, config.image_size, config.batch_size)
+
+    history: dict[str, list[float]] = {}
+    fit_started = time.monotonic()
+    if config.epochs:
+        print(f"phase 1: {config.epochs} epoch(s) at learning rate {config.learning_rate}")
+        _fit(model, train_ds, val_ds, config.learning_rate, 0, config.epochs, history)
+    if config.fine_tune_epochs:
+        n_trainable = unfreeze_top(model, config.fine_tune_at)
+        print(
+            f"phase 2: fine-tuning {n_trainable} base layers from layer {config.fine_tune_at} on "
+            f"(batch norm kept frozen) for {config.fine_tune_epochs} epoch(s) at {config.fine_tune_learning_rate}"
+        )
+        _fit(model, train_ds, val_ds, config.fine_tune_learning_rate, config.epochs,
+             config.epochs + config.fine_tune_epochs, history)
+    fit_seconds = time.monotonic() - fit_started
+
+    metrics = _evaluate_model(model, val_ds, val_examples, class_names)
+    metrics.update(
+        images={"train": len(train_examples), "validation": len(val_examples), "skipped": len(skipped)},
+        skipped_files=[{"path": str(p), "reason": why} for p, why in skipped],
+        training_seconds=round(fit_seconds, 1),
+        total_seconds=round(time.monotonic() - started, 1),
+    )
+    _write_run(config, model, class_names, history, metrics)
+    print(format_table(metrics))
+    print(f"validation accuracy {metrics['accuracy']:.4f} after {fit_seconds / 60:.1f} min of training")
+    print(f"wrote {config.out}/: model.keras, labels.txt, metrics.json, history.json, training.png, confusion.png, report.md")
+    return metrics
+
+
+def _starting_model(config: TrainConfig, n_classes: int) -> keras.Model:
+    if config.init:
+        model = load_checkpoint(config.init)
+        if model.output_shape[-1] != n_classes:
+            raise BinbotError(f"{config.init}: outputs {model.output_shape[-1]} classes but its labels.txt lists {n_classes}")
+        if model.input_shape[1:3] != (config.image_size, config.image_size):
+            raise BinbotError(f"{config.init}: takes {model.input_shape[1:3]} images; pass --image-size to match")
+        freeze_base(model)
+        print(f"starting from {config.init} (its base frozen for phase 1; --weights is not used)")
+        return model
+    model = build_model(n_classes, config.weights, config.image_size)
+    if config.weights is None:
+        print("--weights none: the base has no pretrained weights, so the whole model is trained, batch norm included")
+    return model
+
+
+def _fit(model, train_ds, val_ds, learning_rate: float, first_epoch: int, last_epoch: int, history: dict) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    result = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        initial_epoch=first_epoch,
+        epochs=last_epoch,
+        shuffle=False,  # the dataset shuffles itself
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    for key, values in result.history.items():
+        history.setdefault(key, []).extend(float(v) for v in values)
+
+
+def _evaluate_model(model: keras.Model, dataset: tf.data.Dataset, examples: list, class_names: list[str]) -> dict:
+    probabilities = model.predict(dataset, verbose=0)
+    y_true = np.array([e.label for e in examples])
+    return classification_metrics(y_true, probabilities.argmax(axis=1), class_names)
+
+
+def _write_run(config: TrainConfig, model, class_names, history, metrics) -> None:
+    fine_tune_from = config.epochs if config.fine_tune_epochs else None
+    with build_directory(config.out, config.force) as run:
+        model.save(run / "model.keras")
+        write_labels(run / "labels.txt", class_names)
+        write_json(run / "config.json", config.as_json())
+        write_json(run / "history.json", {**history, "fine_tune_from_epoch": fine_tune_from})
+        write_json(run / "metrics.json", metrics)
+        plots.plot_history(history, run / "training.png", fine_tune_from)
+        plots.plot_confusion(metrics["confusion_matrix"], class_names, run / "confusion.png", "Validation confusion matrix")
+        (run / "report.md").write_text(report.training_report(config.as_json(), metrics))
+
+
+def evaluate(checkpoint: Path, data: Path, out: Path, labels: Path | None = None,
+             batch_size: int = 32, force: bool = False) -> dict:
+    """Metrics of a checkpoint on a <class>/<image> folder, printed and written to out."""
+    check_can_write(out, force)
+    model = load_checkpoint(checkpoint)
+    class_names = read_labels(labels or checkpoint.parent / "labels.txt")
+    if model.output_shape[-1] != len(class_names):
+        raise BinbotError(f"{checkpoint}: outputs {model.output_shape[-1]} classes but the labels list {len(class_names)}")
+    images = folder.scan(data, class_names)
+    image_size = model.input_shape[1]
+    dataset = make_dataset(images.examples, image_size, batch_size)
+    metrics = _evaluate_model(model, dataset, images.examples, class_names)
+    metrics.update(
+        images={"evaluated": len(images.examples), "skipped": len(images.skipped)},
+        checkpoint=str(checkpoint),
+        data=str(data),
+        skipped_files=[{"path": str(p), "reason": why} for p, why in images.skipped],
+    )
+    with build_directory(out, force) as result:
+        write_json(result / "metrics.json", metrics)
+        plots.plot_confusion(metrics["confusion_matrix"], class_names, result / "confusion.png", f"Confusion matrix on {data}")
+        (result / "report.md").write_text(report.evaluation_report(metrics))
+    print(format_table(metrics))
+    print(f"accuracy {metrics['accuracy']:.4f} on {metrics['evaluated']} images ({len(images.skipped)} skipped)")
+    print(f"wrote {out}/: metrics.json, confusion.png, report.md")
+    return metrics
