@@ -34,7 +34,7 @@ def test_a_run_writes_every_output(image_folder, tmp_path, capsys):
     assert "whole model is trained" in printed and f"wrote {out}/" in printed
     assert sorted(p.name for p in out.iterdir()) == sorted([
         "model.keras", "labels.txt", "config.json", "history.json", "metrics.json",
-        "training.png", "confusion.png", "report.md"])
+        "split.json", "training.png", "confusion.png", "report.md"])
     assert read_labels(out / "labels.txt") == ["bottle", "can", "paper"]
 
     metrics = json.loads((out / "metrics.json").read_text())
@@ -43,6 +43,11 @@ def test_a_run_writes_every_output(image_folder, tmp_path, capsys):
     assert sum(map(sum, metrics["confusion_matrix"])) == 9
     assert set(metrics["per_class"]) == {"bottle", "can", "paper"}
     assert all(set(m) == {"precision", "recall", "f1", "support"} for m in metrics["per_class"].values())
+
+    split = json.loads((out / "split.json").read_text())
+    assert split["class_names"] == ["bottle", "can", "paper"]
+    assert len(split["train"]) == 27 and len(split["validation"]) == 9
+    assert not {e["path"] for e in split["train"]} & {e["path"] for e in split["validation"]}
 
     history = json.loads((out / "history.json").read_text())
     assert len(history["loss"]) == len(history["val_accuracy"]) == 3
@@ -56,15 +61,12 @@ def test_a_run_writes_every_output(image_folder, tmp_path, capsys):
     assert leftovers(tmp_path) == []
 
 
-def test_reported_accuracy_is_what_the_saved_checkpoint_scores(tiny_run, image_folder):
-    from binbot.train.folder import scan, stratified_split
-
-    config = json.loads((tiny_run / "config.json").read_text())
-    _, val = stratified_split(scan(image_folder).examples, config["val_split"], config["seed"])
+def test_reported_accuracy_is_what_the_saved_checkpoint_scores_on_the_recorded_split(tiny_run):
+    val = json.loads((tiny_run / "split.json").read_text())["validation"]
     model = load_checkpoint(tiny_run / "model.keras")
-    pixels = np.stack([load_model_input(e.path, TINY_SIZE, TINY_SIZE) for e in val]).astype("float32")
+    pixels = np.stack([load_model_input(e["path"], TINY_SIZE, TINY_SIZE) for e in val]).astype("float32")
     predicted = model.predict(pixels, verbose=0).argmax(axis=1)
-    accuracy = float(np.mean(predicted == [e.label for e in val]))
+    accuracy = float(np.mean(predicted == [e["label"] for e in val]))
     assert json.loads((tiny_run / "metrics.json").read_text())["accuracy"] == pytest.approx(accuracy)
 
 
@@ -162,3 +164,16 @@ def test_pretrained_base_learns_the_synthetic_classes(image_folder, tmp_path):
     main(["train", "--data", str(image_folder), "--out", str(out), "--weights", str(IMAGENET_H5),
           "--image-size", "96", "--batch-size", "8", "--epochs", "4"])
     assert json.loads((out / "metrics.json").read_text())["accuracy"] >= 0.9
+
+
+def test_cosine_fine_tuning_decays_to_zero_over_the_fine_tuning_steps(tmp_path):
+    from binbot.train.trainer import TrainConfig, _fine_tune_learning_rate
+
+    config = TrainConfig(data=tmp_path, out=tmp_path / "run", batch_size=32, fine_tune_epochs=4,
+                         fine_tune_learning_rate=1e-4, fine_tune_schedule="cosine")
+    schedule = _fine_tune_learning_rate(config, n_train=100)  # 4 steps an epoch
+    assert float(schedule(0)) == pytest.approx(1e-4)
+    assert float(schedule(8)) == pytest.approx(0.5e-4)
+    assert float(schedule(16)) == pytest.approx(0.0, abs=1e-12)
+    constant = TrainConfig(data=tmp_path, out=tmp_path / "run", fine_tune_learning_rate=3e-5)
+    assert _fine_tune_learning_rate(constant, n_train=100) == 3e-5

@@ -32,11 +32,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--epochs", type=int, default=10, help="epochs with the base frozen")
     train.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate for those epochs")
+    train.add_argument("--augment", choices=["standard", "strong"], default="standard",
+                       help="training-time image changes: 'standard' (mirror, small turns, zoom, light) or 'strong' "
+                       "(flips both ways, any angle, more zoom and shift: items seen from above)")
     train.add_argument("--fine-tune-epochs", type=int, default=0,
                        help="then this many epochs with the top of the base unfrozen (0: no fine-tuning)")
     train.add_argument("--fine-tune-at", type=int, default=100,
                        help="first base layer to unfreeze when fine-tuning (MobileNetV2 has 154)")
     train.add_argument("--fine-tune-learning-rate", type=float, default=1e-5)
+    train.add_argument("--fine-tune-schedule", choices=["constant", "cosine"], default="constant",
+                       help="keep the fine-tuning learning rate, or let it decay along a cosine to 0")
     train.add_argument("--seed", type=int, default=1337, help="seed for the split, shuffling and augmentation")
     train.add_argument("--force", action="store_true", help="replace an existing --out")
     train.set_defaults(handler=_train)
@@ -60,7 +65,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _quiet_tensorflow() -> None:
     """TensorFlow's C++ start-up chatter (CUDA probing, CPU flags) says nothing a user can act on."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # set it lower to see them
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -71,8 +76,9 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         data=args.data, out=args.out, val_data=args.val_data, val_split=args.val_split, weights=weights,
         init=args.init, image_size=args.image_size, batch_size=args.batch_size, epochs=args.epochs,
-        learning_rate=args.learning_rate, fine_tune_epochs=args.fine_tune_epochs, fine_tune_at=args.fine_tune_at,
-        fine_tune_learning_rate=args.fine_tune_learning_rate, seed=args.seed, force=args.force,
+        learning_rate=args.learning_rate, augment=args.augment, fine_tune_epochs=args.fine_tune_epochs, fine_tune_at=args.fine_tune_at,
+        fine_tune_learning_rate=args.fine_tune_learning_rate, fine_tune_schedule=args.fine_tune_schedule,
+        seed=args.seed, force=args.force,
     )
     train(config)
     return 0

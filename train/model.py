@@ -79,9 +79,9 @@ def unfreeze_top(model: keras.Model, fine_tune_at: int) -> int:
 def load_checkpoint(path: str | Path) -> keras.Model:
     """Load a .keras or .h5 model in Keras' safe mode (a checkpoint cannot run code)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise BinbotError(f"{path}: checkpoint not found")
-    if path.suffix not in (".keras", ".h5"):
+    if path.is_dir() or path.suffix not in (".keras", ".h5"):
         raise BinbotError(f"{path}: not a Keras checkpoint (expected a .keras or .h5 file)")
     try:
         return keras.models.load_model(path, safe_mode=True)

@@ -19,6 +19,7 @@ def make_dataset(
     batch_size: int,
     *,
     training: bool = False,
+    augment: str = "standard",
     seed: int = 0,
 ) -> tf.data.Dataset:
     """Batches of (uint8-valued float32 RGB images, integer labels); augmented only if training."""
@@ -41,20 +42,34 @@ def make_dataset(
     dataset = dataset.batch(batch_size)
     dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
     if training:
-        augment = augmentation(seed)
-        dataset = dataset.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        randomly_change = augmentation(augment, seed)
+        dataset = dataset.map(lambda x, y: (randomly_change(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def augmentation(seed: int = 0) -> Sequential:
-    """Random changes a camera could plausibly make; applied to training batches, never exported."""
-    return Sequential(
-        [
-            layers.RandomFlip("horizontal", seed=seed),
-            layers.RandomRotation(0.05, fill_mode="reflect", seed=seed),
-            layers.RandomZoom(0.1, fill_mode="reflect", seed=seed),
-            layers.RandomBrightness(0.1, value_range=(0, 255), seed=seed),
-            layers.RandomContrast(0.1, value_range=(0, 255), seed=seed),
-        ],
-        name="augmentation",
-    )
+AUGMENTATIONS = ("standard", "strong")
+
+
+def augmentation(strength: str = "standard", seed: int = 0) -> Sequential:
+    """Random changes a camera could plausibly make; applied to training batches, never exported.
+
+    "standard" is the seed recipe's: mirror images, small turns and zooms, light changes.
+    "strong" suits a camera looking down into a bin, where an item can lie at any angle:
+    flips both ways, any rotation, more zoom and shift, stronger light changes.
+    """
+    if strength == "standard":
+        flip, rotation, zoom, shift, light = "horizontal", 0.05, 0.1, 0.0, 0.1
+    elif strength == "strong":
+        flip, rotation, zoom, shift, light = "horizontal_and_vertical", 0.5, 0.2, 0.1, 0.2
+    else:
+        raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {strength!r}")
+    steps = [
+        layers.RandomFlip(flip, seed=seed),
+        layers.RandomRotation(rotation, fill_mode="reflect", seed=seed),
+        layers.RandomZoom(zoom, fill_mode="reflect", seed=seed),
+        layers.RandomBrightness(light, value_range=(0, 255), seed=seed),
+        layers.RandomContrast(light, value_range=(0, 255), seed=seed),
+    ]
+    if shift:
+        steps.insert(3, layers.RandomTranslation(shift, shift, fill_mode="reflect", seed=seed))
+    return Sequential(steps, name=f"{strength}_augmentation")

@@ -14,7 +14,8 @@ def training_report(config: dict, metrics: dict) -> str:
     phases = f"{config['epochs']} epoch(s) with the base frozen"
     if config["fine_tune_epochs"]:
         phases += (f", then {config['fine_tune_epochs']} fine-tuning the base from layer "
-                   f"{config['fine_tune_at']} at learning rate {config['fine_tune_learning_rate']}")
+                   f"{config['fine_tune_at']} at learning rate {config['fine_tune_learning_rate']}"
+                   + (" decaying along a cosine" if config["fine_tune_schedule"] == "cosine" else ""))
     start = f"checkpoint `{config['init']}`" if config["init"] else f"weights `{config['weights']}`"
     return "\n".join([
         "# BinBot training run",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -35,9 +36,11 @@ class TrainConfig:
     batch_size: int = 32
     epochs: int = 10
     learning_rate: float = 1e-3
+    augment: str = "standard"
     fine_tune_epochs: int = 0
     fine_tune_at: int = 100
     fine_tune_learning_rate: float = 1e-5
+    fine_tune_schedule: str = "constant"
     seed: int = 1337
     force: bool = False
 
@@ -69,7 +72,8 @@ def train(config: TrainConfig) -> dict:
     )
 
     model = _starting_model(config, len(class_names))
-    train_ds = make_dataset(train_examples, config.image_size, config.batch_size, training=True, seed=config.seed)
+    train_ds = make_dataset(train_examples, config.image_size, config.batch_size, training=True,
+                            augment=config.augment, seed=config.seed)
     val_ds = make_dataset(val_examples, config.image_size, config.batch_size)
 
     history: dict[str, list[float]] = {}
@@ -82,9 +86,10 @@ def train(config: TrainConfig) -> dict:
         print(
             f"phase 2: fine-tuning {n_trainable} base layers from layer {config.fine_tune_at} on "
             f"(batch norm kept frozen) for {config.fine_tune_epochs} epoch(s) at {config.fine_tune_learning_rate}"
+            + (", decaying along a cosine to 0" if config.fine_tune_schedule == "cosine" else "")
         )
-        _fit(model, train_ds, val_ds, config.fine_tune_learning_rate, config.epochs,
-             config.epochs + config.fine_tune_epochs, history)
+        learning_rate = _fine_tune_learning_rate(config, len(train_examples))
+        _fit(model, train_ds, val_ds, learning_rate, config.epochs, config.epochs + config.fine_tune_epochs, history)
     fit_seconds = time.monotonic() - fit_started
 
     metrics = _evaluate_model(model, val_ds, val_examples, class_names)
@@ -94,7 +99,8 @@ def train(config: TrainConfig) -> dict:
         training_seconds=round(fit_seconds, 1),
         total_seconds=round(time.monotonic() - started, 1),
     )
-    _write_run(config, model, class_names, history, metrics)
+    split = {"class_names": class_names, "train": _listing(train_examples), "validation": _listing(val_examples)}
+    _write_run(config, model, class_names, history, metrics, split)
     print(format_table(metrics))
     print(f"validation accuracy {metrics['accuracy']:.4f} after {fit_seconds / 60:.1f} min of training")
     print(f"wrote {config.out}/: model.keras, labels.txt, metrics.json, history.json, training.png, confusion.png, report.md")
@@ -117,7 +123,16 @@ def _starting_model(config: TrainConfig, n_classes: int) -> keras.Model:
     return model
 
 
-def _fit(model, train_ds, val_ds, learning_rate: float, first_epoch: int, last_epoch: int, history: dict) -> None:
+def _fine_tune_learning_rate(config: TrainConfig, n_train: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    if config.fine_tune_schedule == "constant":
+        return config.fine_tune_learning_rate
+    if config.fine_tune_schedule == "cosine":
+        steps = math.ceil(n_train / config.batch_size) * config.fine_tune_epochs
+        return keras.optimizers.schedules.CosineDecay(config.fine_tune_learning_rate, decay_steps=steps)
+    raise BinbotError(f"--fine-tune-schedule must be constant or cosine, got {config.fine_tune_schedule!r}")
+
+
+def _fit(model, train_ds, val_ds, learning_rate, first_epoch: int, last_epoch: int, history: dict) -> None:
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="sparse_categorical_crossentropy",
@@ -141,7 +156,11 @@ def _evaluate_model(model: keras.Model, dataset: tf.data.Dataset, examples: list
     return classification_metrics(y_true, probabilities.argmax(axis=1), class_names)
 
 
-def _write_run(config: TrainConfig, model, class_names, history, metrics) -> None:
+def _listing(examples: list[folder.Example]) -> list[dict]:
+    return [{"path": str(e.path.resolve()), "label": e.label} for e in examples]
+
+
+def _write_run(config: TrainConfig, model, class_names, history, metrics, split) -> None:
     fine_tune_from = config.epochs if config.fine_tune_epochs else None
     with build_directory(config.out, config.force) as run:
         model.save(run / "model.keras")
@@ -149,6 +168,7 @@ def _write_run(config: TrainConfig, model, class_names, history, metrics) -> Non
         write_json(run / "config.json", config.as_json())
         write_json(run / "history.json", {**history, "fine_tune_from_epoch": fine_tune_from})
         write_json(run / "metrics.json", metrics)
+        write_json(run / "split.json", split)
         plots.plot_history(history, run / "training.png", fine_tune_from)
         plots.plot_confusion(metrics["confusion_matrix"], class_names, run / "confusion.png", "Validation confusion matrix")
         (run / "report.md").write_text(report.training_report(config.as_json(), metrics))
