@@ -10,6 +10,8 @@ import argparse
 import sys
 
 from binbot import __version__
+from binbot.convert import cli as convert_cli
+from binbot.device import cli as device_cli
 from binbot.errors import BinbotError
 from binbot.train import cli as train_cli
 
@@ -22,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"binbot {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     train_cli.register(commands)
+    convert_cli.register(commands)
+    device_cli.register(commands)
     return parser
 
 

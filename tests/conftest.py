@@ -47,3 +47,63 @@ def base_weights_h5(tmp_path_factory) -> Path:
     base = keras.applications.MobileNetV2(input_shape=(TINY_SIZE, TINY_SIZE, 3), include_top=False, weights=None)
     base.save_weights(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def small_cnn_run(image_folder, tmp_path_factory) -> Path:
+    """A run-like folder (model.keras, labels.txt, split.json) holding a small CNN trained in seconds.
+
+    A MobileNetV2 trained briefly from scratch at 32x32 gives every image the same scores, which
+    would make any comparison of a converted model with it pass; this model is built from the
+    same kinds of layers (rescaling, convolutions, batch norm, ReLU6, pooling, softmax) and its
+    scores do depend on the image.
+    """
+    import json
+
+    import keras
+    import numpy as np
+    from keras import layers
+
+    from binbot.device.frames import load_model_input
+    from binbot.device.labels import write_labels
+    from binbot.train import folder
+
+    keras.utils.set_random_seed(7)
+    images = folder.scan(image_folder)
+    train, validation = folder.stratified_split(images.examples, 0.25, seed=0)
+    inputs = keras.Input((TINY_SIZE, TINY_SIZE, 3), name="image")
+    x = layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU(6.0)(x)
+    x = layers.DepthwiseConv2D(3, padding="same")(x)
+    x = layers.ReLU(6.0)(x)
+    x = layers.Conv2D(32, 1, activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, layers.Dense(len(images.class_names), activation="softmax")(x))
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    pixels = np.stack([load_model_input(e.path, TINY_SIZE, TINY_SIZE) for e in train]).astype(np.float32)
+    model.fit(pixels, np.array([e.label for e in train]), epochs=20, batch_size=9, verbose=0)
+
+    run = tmp_path_factory.mktemp("runs") / "small-cnn"
+    run.mkdir()
+    model.save(run / "model.keras")
+    write_labels(run / "labels.txt", images.class_names)
+    split = {"class_names": images.class_names}
+    for part, examples in (("train", train), ("validation", validation)):
+        split[part] = [{"path": str(e.path.resolve()), "label": e.label} for e in examples]
+    (run / "split.json").write_text(json.dumps(split))
+    return run
+
+
+@pytest.fixture(scope="session")
+def small_cnn_bundles(small_cnn_run, tmp_path_factory) -> dict[str, Path]:
+    """The small CNN converted with `binbot convert` in every mode: {mode: bundle folder}."""
+    from binbot.cli import main
+
+    out = tmp_path_factory.mktemp("bundles")
+    bundles = {}
+    for mode in ("int8", "float16", "dynamic", "float32"):
+        bundles[mode] = out / mode
+        assert main(["convert", str(small_cnn_run / "model.keras"), "--out", str(bundles[mode]), "--mode", mode]) == 0
+    return bundles

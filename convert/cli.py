@@ -1,0 +1,54 @@
+"""`binbot convert`. TensorFlow is imported only when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from binbot.device.bundle import MODES
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    convert = commands.add_parser(
+        "convert",
+        help="quantize a checkpoint into a self-checking model bundle for the Pi (workstation)",
+        description="Convert CHECKPOINT (a model.keras or .h5 from binbot train, or a SavedModel folder) to TFLite, "
+        "check the result against the checkpoint on images with known classes, and write a bundle: model.tflite, "
+        "labels.txt, bundle.json and selftest.npz. By default the images are the training run's own (split.json "
+        "beside the checkpoint): its training images for calibration, its validation images for the check.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    convert.add_argument("checkpoint", type=Path, help="model.keras, a Keras .h5 model, or a SavedModel folder")
+    convert.add_argument("--out", type=Path, required=True, help="bundle folder to create")
+    convert.add_argument(
+        "--mode", choices=MODES, default="int8",
+        help="int8: integer only, uint8 pixels in (smallest, fastest on the Pi); float16: half-size float weights; "
+        "dynamic: int8 weights, float activations; float32: no quantization",
+    )
+    convert.add_argument("--labels", type=Path, help="labels file (default: labels.txt beside the checkpoint)")
+    convert.add_argument("--calibration-data", type=Path, metavar="DIR",
+                         help="<class>/<image> folder to calibrate int8 on (default: the run's training images)")
+    convert.add_argument("--calibration-samples", type=int, default=300, help="images drawn for int8 calibration")
+    convert.add_argument("--eval-data", type=Path, metavar="DIR",
+                         help="<class>/<image> folder to validate on (default: the run's validation images, "
+                         "else the calibration images)")
+    convert.add_argument("--max-drop", type=float, default=1.0,
+                         help="largest accepted loss of accuracy, in percentage points, before no bundle is written")
+    convert.add_argument("--allow-drop", action="store_true", help="write the bundle even if accuracy drops more")
+    convert.add_argument("--threads", type=int, default=2, help="interpreter threads for the validation")
+    convert.add_argument("--force", action="store_true", help="replace an existing --out (only once the new bundle is complete)")
+    convert.set_defaults(handler=_convert)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter says nothing a user can act on
+    from binbot.convert.converter import ConvertConfig, convert_checkpoint
+
+    convert_checkpoint(ConvertConfig(
+        checkpoint=args.checkpoint, out=args.out, mode=args.mode, labels=args.labels,
+        calibration_data=args.calibration_data, calibration_samples=args.calibration_samples,
+        eval_data=args.eval_data, max_drop=args.max_drop, allow_drop=args.allow_drop,
+        threads=args.threads, force=args.force,
+    ))
+    return 0

@@ -1,0 +1,117 @@
+"""The checkpoint being converted: a Keras .keras or .h5 model, or a SavedModel folder."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from binbot.device.bundle import sha256_file
+from binbot.errors import BinbotError
+from binbot.train.model import load_checkpoint
+
+PREDICT_BATCH = 32
+
+
+@dataclass
+class Source:
+    """A loaded checkpoint that takes one RGB image size and gives one row of class scores."""
+
+    path: Path
+    kind: str  # "keras" or "savedmodel"
+    height: int
+    width: int
+    n_outputs: int
+    predict_batch: Callable[[np.ndarray], np.ndarray]  # float32 images in, scores out
+    keras_model: object = None  # to export; a SavedModel folder is converted as it is
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities for uint8 RGB images of shape (n, height, width, 3), fed as raw 0..255 floats."""
+        rows = [self.predict_batch(images[start:start + PREDICT_BATCH].astype(np.float32))
+                for start in range(0, len(images), PREDICT_BATCH)]
+        return np.concatenate(rows).astype(np.float32)
+
+    @contextmanager
+    def saved_model(self) -> Iterator[Path]:
+        """A SavedModel folder of this checkpoint, for the TFLite converter."""
+        if self.keras_model is None:
+            yield self.path
+            return
+        # Keras 3's model.export is the supported route; TFLiteConverter.from_keras_model breaks on it.
+        with tempfile.TemporaryDirectory(prefix="binbot-export-") as scratch:
+            export_dir = Path(scratch) / "saved_model"
+            self.keras_model.export(str(export_dir), format="tf_saved_model", verbose=False)
+            yield export_dir
+
+
+def load_source(path: Path) -> Source:
+    """Load a checkpoint and check it is an image classifier, with one-line errors naming the file."""
+    if not path.exists():
+        raise BinbotError(f"{path}: checkpoint not found (expected a .keras or .h5 file, or a SavedModel folder)")
+    if path.is_dir():
+        return _load_saved_model(path)
+    model = load_checkpoint(path)
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):
+        raise BinbotError(f"{path}: the model has no defined input (build it on an input shape before saving)") from None
+    input_shape, output_shape = _shape(inputs, path, "inputs"), _shape(outputs, path, "outputs")
+    return _checked(path, "keras", input_shape, output_shape, model.predict_on_batch, keras_model=model)
+
+
+def checkpoint_sha256(path: Path) -> str:
+    """sha256 of a checkpoint file, or of a SavedModel folder's files and their names."""
+    if path.is_file():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path).as_posix()}\n{sha256_file(file)}\n".encode())
+    return digest.hexdigest()
+
+
+def _load_saved_model(path: Path) -> Source:
+    if not (path / "saved_model.pb").is_file():
+        raise BinbotError(f"{path}: a folder but not a SavedModel (no saved_model.pb in it)")
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except (OSError, ValueError, tf.errors.OpError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BinbotError(f"{path}: not a readable SavedModel ({reason})") from error
+    signature = loaded.signatures.get("serving_default")
+    if signature is None:
+        raise BinbotError(f"{path}: SavedModel has no 'serving_default' signature to convert")
+    inputs = signature.structured_input_signature[1]
+    outputs = list(signature.structured_outputs.values())
+    input_shape, output_shape = _shape(list(inputs.values()), path, "inputs"), _shape(outputs, path, "outputs")
+    input_name = next(iter(inputs))
+
+    def predict_batch(batch: np.ndarray) -> np.ndarray:
+        # Through `loaded`, whose lifetime keeps the signature's variables alive.
+        result = loaded.signatures["serving_default"](**{input_name: tf.constant(batch)})
+        return next(iter(result.values())).numpy()
+
+    return _checked(path, "savedmodel", input_shape, output_shape, predict_batch)
+
+
+def _shape(tensors: list, path: Path, what: str) -> tuple:
+    if len(tensors) != 1:
+        raise BinbotError(f"{path}: has {len(tensors)} {what}; an image classifier has exactly one")
+    return tuple(tensors[0].shape)
+
+
+def _checked(path: Path, kind: str, input_shape: tuple, output_shape: tuple,
+             predict_batch: Callable[[np.ndarray], np.ndarray], keras_model: object = None) -> Source:
+    if len(input_shape) != 4 or input_shape[3] != 3 or input_shape[1] is None or input_shape[2] is None:
+        raise BinbotError(
+            f"{path}: its input has shape {input_shape}, which is not an RGB image of a fixed size "
+            "(expected (batch, height, width, 3))"
+        )
+    if len(output_shape) != 2 or output_shape[1] is None:
+        raise BinbotError(f"{path}: its output has shape {output_shape}, not one row of class scores per image")
+    return Source(path, kind, int(input_shape[1]), int(input_shape[2]), int(output_shape[1]), predict_batch, keras_model)

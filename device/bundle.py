@@ -1,0 +1,297 @@
+"""The model bundle: the one format the converter writes and the device trusts.
+
+A bundle is a folder of four files:
+
+    model.tflite   the model; takes one RGB frame at its input size, gives class probabilities
+    labels.txt     class names, one a line, in the model's output order
+    selftest.npz   "inputs": a few RGB uint8 frames at the input size
+    bundle.json    what the model is and how it was made, checksums of the three files, the
+                   probabilities the converter saw for the self-test inputs, and a checksum of
+                   bundle.json itself (over its other fields)
+
+Loading one checks, in this order, and refuses with a message naming the file: bundle.json's
+format version and own checksum, that labels.txt matches it, every file's checksum (before the
+model reaches the interpreter), the model's input and outputs against bundle.json, and the
+self-test. A bundle that loads is ready to serve.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from binbot.device import frames
+from binbot.device.labels import read_labels
+from binbot.device.runtime import Classifier, TensorQuantization
+from binbot.errors import BinbotError
+
+FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSIONS = (1,)
+MANIFEST = "bundle.json"
+MODEL = "model.tflite"
+LABELS = "labels.txt"
+SELFTEST = "selftest.npz"
+FILES = (MODEL, LABELS, SELFTEST)
+MODES = ("int8", "float16", "dynamic", "float32")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest_checksum(manifest: dict) -> str:
+    """sha256 of bundle.json's fields other than this checksum, in a canonical JSON form."""
+    fields = {key: value for key, value in manifest.items() if key != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def bundle_id(model_sha256: str, labels_sha256: str) -> str:
+    """Names a bundle by what it does: the same model with other labels is another bundle."""
+    return hashlib.sha256(f"{model_sha256}\n{labels_sha256}\n".encode()).hexdigest()[:12]
+
+
+def write_selftest(folder: Path, inputs: np.ndarray) -> None:
+    np.savez_compressed(folder / SELFTEST, inputs=inputs)
+
+
+def write_manifest(folder: Path, content: dict) -> dict:
+    """Complete content with the format version, id and checksums, and write it as folder/bundle.json.
+
+    The model, labels and self-test files must already be in folder.
+    """
+    files = {}
+    for name in FILES:
+        path = folder / name
+        files[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "id": bundle_id(files[MODEL]["sha256"], files[LABELS]["sha256"]),
+        **content,
+        "files": files,
+    }
+    manifest["manifest_sha256"] = manifest_checksum(manifest)
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """bundle.json, read and checked against itself (not yet against the other files)."""
+
+    path: Path
+    manifest: dict
+    id: str
+    class_names: list[str]
+    height: int
+    width: int
+    mode: str
+    input: TensorQuantization
+    output: TensorQuantization
+    selftest_expected: np.ndarray
+    selftest_tolerance: float
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL
+
+
+@dataclass
+class LoadedBundle:
+    """A verified bundle and the classifier that passed its self-test, ready to serve."""
+
+    bundle: Bundle
+    classifier: Classifier
+    selftest_difference: float
+
+
+def read_bundle(path: str | Path) -> Bundle:
+    """Parse path/bundle.json, refusing an unsupported format version or an edited file."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BinbotError(f"{path}: not a bundle folder (expected a folder made by binbot convert)")
+    manifest_path = path / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except FileNotFoundError:
+        raise BinbotError(f"{manifest_path}: missing; {path} is not a bundle, or an incomplete copy of one") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
+        raise BinbotError(f"{manifest_path}: not readable JSON ({error}); copy the bundle again") from None
+    if not isinstance(manifest, dict):
+        raise BinbotError(f"{manifest_path}: not a bundle manifest (a JSON object was expected)")
+
+    version = manifest.get("format_version")
+    if version not in SUPPORTED_FORMAT_VERSIONS:
+        supported = ", ".join(map(str, SUPPORTED_FORMAT_VERSIONS))
+        raise BinbotError(
+            f"{manifest_path}: bundle format version {version!r} is not supported by this binbot "
+            f"(it reads version {supported}); update binbot here, or convert the checkpoint with this version"
+        )
+    if manifest.get("manifest_sha256") != manifest_checksum(manifest):
+        raise BinbotError(
+            f"{manifest_path}: edited since conversion (its checksum does not match its content); "
+            "convert the checkpoint again instead of editing a bundle"
+        )
+    field = _FieldReader(manifest_path, manifest)
+    if field("input.color_order", str) != frames.COLOR_ORDER or field("input.resize_policy", str) != frames.RESIZE_POLICY:
+        raise BinbotError(
+            f"{manifest_path}: expects {manifest['input']['color_order']} frames resized by "
+            f"{manifest['input']['resize_policy']!r}; this binbot feeds {frames.COLOR_ORDER} resized by {frames.RESIZE_POLICY!r}"
+        )
+    class_names = field("class_names", list)
+    if not all(isinstance(name, str) for name in class_names):
+        raise BinbotError(f"{manifest_path}: class_names should be a list of names")
+    try:
+        expected = np.array(field("selftest.expected", list), dtype=np.float32)
+    except (ValueError, TypeError):
+        expected = np.zeros(0)
+    if expected.ndim != 2 or expected.shape[1] != len(class_names):
+        raise BinbotError(f"{manifest_path}: selftest.expected is not one row of {len(class_names)} probabilities per input")
+    return Bundle(
+        path=path,
+        manifest=manifest,
+        id=field("id", str),
+        class_names=class_names,
+        height=field("input.height", int),
+        width=field("input.width", int),
+        mode=field("quantization.mode", str),
+        input=_tensor(field, "quantization.input"),
+        output=_tensor(field, "quantization.output"),
+        selftest_expected=expected,
+        selftest_tolerance=field("selftest.tolerance", float),
+    )
+
+
+def load_bundle(path: str | Path, threads: int = 2, report: Callable[[str], None] | None = None) -> LoadedBundle:
+    """Read and verify a bundle and load its model; report(line) hears of each check passed."""
+    report = report or (lambda line: None)
+    bundle = read_bundle(path)
+    _check_labels(bundle)
+    report(f"{LABELS} lists the {len(bundle.class_names)} classes of {MANIFEST}")
+    _check_checksums(bundle)
+    report(f"sha256 of {', '.join(FILES)} match {MANIFEST}")
+    classifier = Classifier(bundle.model_path, threads)
+    _check_model(bundle, classifier)
+    report(
+        f"{MODEL} takes {bundle.height}x{bundle.width} {bundle.input.dtype.name} RGB and outputs "
+        f"{classifier.n_classes} scores, as {MANIFEST} says"
+    )
+    inputs = read_selftest_inputs(bundle)
+    difference = run_selftest(classifier, inputs, bundle.selftest_expected, bundle.selftest_tolerance, bundle.path)
+    report(
+        f"self-test: {len(inputs)} inputs reproduce the converter's probabilities within {difference:.6f} "
+        f"(tolerance {bundle.selftest_tolerance}) on {classifier.runtime}, {threads} thread(s)"
+    )
+    return LoadedBundle(bundle, classifier, difference)
+
+
+def read_selftest_inputs(bundle: Bundle) -> np.ndarray:
+    path = bundle.path / SELFTEST
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            inputs = archive["inputs"]
+    except (OSError, ValueError, KeyError) as error:
+        raise BinbotError(f"{path}: not a readable self-test file ({error})") from None
+    wanted = (len(bundle.selftest_expected), bundle.height, bundle.width, 3)
+    if inputs.shape != wanted or inputs.dtype != np.uint8:
+        raise BinbotError(f"{path}: holds {inputs.dtype} inputs of shape {inputs.shape}, expected uint8 {wanted}")
+    return inputs
+
+
+def run_selftest(classifier: Classifier, inputs: np.ndarray, expected: np.ndarray, tolerance: float,
+                 where: Path | str) -> float:
+    """The largest difference from the expected probabilities; refuses one beyond tolerance."""
+    largest = 0.0
+    for n, frame in enumerate(inputs):
+        difference = float(np.abs(classifier.classify(frame) - expected[n]).max())
+        if difference > tolerance:
+            raise BinbotError(
+                f"{where}: self-test failed: input {n} gives probabilities {difference:.4f} away from what the "
+                f"converter saw (tolerance {tolerance}); {classifier.runtime} computes this model differently"
+            )
+        largest = max(largest, difference)
+    return largest
+
+
+def _check_labels(bundle: Bundle) -> None:
+    path = bundle.path / LABELS
+    labels = read_labels(path)
+    expected = bundle.class_names
+    if len(labels) != len(expected):
+        missing = [name for name in expected if name not in labels]
+        extra = [name for name in labels if name not in expected]
+        detail = "; ".join(part for part in (
+            f"missing: {', '.join(missing)}" if missing else "",
+            f"unexpected: {', '.join(extra)}" if extra else "") if part)
+        raise BinbotError(
+            f"{path}: has {len(labels)} classes but the model outputs {len(expected)} ({detail or 'names repeated'}); "
+            "copy the bundle again"
+        )
+    if labels != expected:
+        raise BinbotError(f"{path}: lists {labels}, but {MANIFEST} says the model outputs {expected}")
+
+
+def _check_checksums(bundle: Bundle) -> None:
+    listed = bundle.manifest.get("files")
+    if not isinstance(listed, dict):
+        raise BinbotError(f"{bundle.path / MANIFEST}: no 'files' checksums")
+    for name in FILES:
+        path = bundle.path / name
+        if not path.is_file():
+            raise BinbotError(f"{path}: missing from the bundle; copy the bundle again")
+        expected = listed.get(name, {}).get("sha256") if isinstance(listed.get(name), dict) else None
+        if expected is None:
+            raise BinbotError(f"{bundle.path / MANIFEST}: has no checksum for {name}")
+        if sha256_file(path) != expected:
+            raise BinbotError(
+                f"{path}: corrupt or changed since conversion (sha256 does not match {MANIFEST}); copy the bundle again"
+            )
+
+
+def _check_model(bundle: Bundle, classifier: Classifier) -> None:
+    where = bundle.model_path
+    if (classifier.height, classifier.width) != (bundle.height, bundle.width):
+        raise BinbotError(
+            f"{where}: takes {classifier.height}x{classifier.width} images but {MANIFEST} says {bundle.height}x{bundle.width}"
+        )
+    if classifier.n_classes != len(bundle.class_names):
+        raise BinbotError(
+            f"{where}: outputs {classifier.n_classes} classes but {LABELS} lists {len(bundle.class_names)}"
+        )
+    for name, actual, recorded in (("input", classifier.input, bundle.input), ("output", classifier.output, bundle.output)):
+        if actual != recorded:
+            raise BinbotError(f"{where}: its {name} tensor is {actual.as_json()} but {MANIFEST} says {recorded.as_json()}")
+
+
+def _tensor(field: _FieldReader, name: str) -> TensorQuantization:
+    dtype = field(f"{name}.dtype", str)
+    if dtype not in ("uint8", "int8", "float32", "float16"):
+        raise BinbotError(f"{field.path}: {name}.dtype {dtype!r} is not a tensor type BinBot uses")
+    return TensorQuantization(np.dtype(dtype), field(f"{name}.scale", float), field(f"{name}.zero_point", int))
+
+
+class _FieldReader:
+    """Fetches a dotted field of bundle.json with its type checked, naming what is wrong."""
+
+    def __init__(self, path: Path, manifest: dict):
+        self.path, self.manifest = path, manifest
+
+    def __call__(self, dotted: str, kind: type):
+        value = self.manifest
+        for key in dotted.split("."):
+            if not isinstance(value, dict) or key not in value:
+                raise BinbotError(f"{self.path}: has no {dotted!r} field; it was not written by binbot convert")
+            value = value[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise BinbotError(f"{self.path}: field {dotted!r} should be a {kind.__name__}, not {value!r}")
+        return value

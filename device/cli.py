@@ -1,0 +1,72 @@
+"""`binbot bundle inspect`: what a bundle is, and whether this device would serve it. No TensorFlow."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    bundle = commands.add_parser("bundle", help="look into model bundles (device)",
+                                 description="Commands on model bundles made by binbot convert.")
+    actions = bundle.add_subparsers(dest="bundle_command", metavar="ACTION", required=True)
+    inspect = actions.add_parser(
+        "inspect",
+        help="describe a bundle and verify it",
+        description="Print a bundle's classes, input, quantization, size, checksums, validation figures and tool "
+        "versions, then verify it as the device does before serving (checksums, labels against the model, "
+        "self-test). Exits 1 if it does not verify.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    inspect.add_argument("bundle", type=Path, help="bundle folder")
+    inspect.add_argument("--threads", type=int, default=2, help="interpreter threads for the self-test")
+    inspect.set_defaults(handler=_inspect)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from binbot.device.bundle import load_bundle, read_bundle
+
+    print(describe(read_bundle(args.bundle).manifest, args.bundle))
+    print("verifying:")
+    load_bundle(args.bundle, args.threads, report=lambda line: print(f"  ok  {line}"))
+    print(f"{args.bundle}: verifies; ready to serve")
+    return 0
+
+
+def describe(manifest: dict, path: Path) -> str:
+    """A bundle.json as a few lines a person can read."""
+    shape, quant = manifest["input"], manifest["quantization"]
+    source, tools, val = manifest.get("source", {}), manifest.get("tools", {}), manifest.get("validation", {})
+    classes = manifest["class_names"]
+
+    def tensor(t: dict) -> str:
+        return f"{t['dtype']}" + (f" (scale {t['scale']:.6g}, zero point {t['zero_point']})" if t["scale"] else "")
+
+    lines = [
+        f"bundle {path}: id {manifest['id']}, format {manifest['format_version']}, made {manifest.get('created', '?')}",
+        f"  classes      {len(classes)}: {', '.join(classes)}",
+        f"  input        {shape['height']}x{shape['width']} {shape['color_order']}, resize {shape['resize_policy']}, "
+        f"tensor {tensor(quant['input'])}",
+        f"  output       {len(classes)} probabilities, tensor {tensor(quant['output'])}",
+        f"  mode         {quant['mode']}",
+    ]
+    for n, (name, file) in enumerate(manifest["files"].items()):
+        label = "files" if n == 0 else ""
+        lines.append(f"  {label:<12} {name:<13} {file['bytes']:>11,} bytes  sha256 {file['sha256']}")
+    lines.append(f"  source       {source.get('checkpoint', '?')} (sha256 {source.get('sha256', '?')[:16]}...)")
+    if manifest.get("calibration"):
+        lines.append(f"  calibration  {manifest['calibration']['images']} images from {manifest['calibration']['data']}")
+    if val:
+        lines.append(
+            f"  validation   {val['images']} images from {val['data']}: keras {val['keras_accuracy']:.2%}, "
+            f"tflite {val['tflite_accuracy']:.2%} (drop {val['accuracy_drop_points'] + 0.0:.2f} points"
+            f"{', beyond --max-drop, allowed' if val.get('drop_allowed') else ''}), "
+            f"agreement {val['agreement']:.2%}, max probability diff {val['max_probability_difference']:.4f}"
+        )
+    selftest = manifest["selftest"]
+    lines.append(
+        f"  self-test    {len(selftest['expected'])} inputs ({', '.join(selftest.get('classes', []))}), "
+        f"tolerance {selftest['tolerance']:.4g} (reference kernels differed by {selftest.get('reference_kernels_difference', 0):.4g})"
+    )
+    lines.append(f"  tools        {', '.join(f'{k} {v}' for k, v in tools.items())}")
+    return "\n".join(lines)

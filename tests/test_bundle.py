@@ -1,0 +1,206 @@
+"""The device side of a bundle: loading, verifying, refusing, classifying, inspecting. No TensorFlow needed."""
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from binbot.cli import main
+from binbot.device import runtime
+from binbot.device.bundle import FORMAT_VERSION, MANIFEST, MODEL, SELFTEST, load_bundle, manifest_checksum, read_bundle
+from binbot.device.runtime import Classifier
+from binbot.errors import BinbotError
+from test_package import run_without_tensorflow
+
+MODES = ("int8", "float16", "dynamic", "float32")
+
+
+@pytest.fixture
+def bundle(small_cnn_bundles, tmp_path):
+    """A private copy of the int8 bundle, free to be damaged."""
+    return shutil.copytree(small_cnn_bundles["int8"], tmp_path / "bundle")
+
+
+def rewrite_manifest(bundle, change):
+    """Edit bundle.json as a careful forger would: with its own checksum recomputed."""
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    change(manifest)
+    manifest["manifest_sha256"] = manifest_checksum(manifest)
+    (bundle / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_a_flipped_byte_in_the_model_is_refused_before_the_model_is_loaded(bundle):
+    model = bytearray((bundle / MODEL).read_bytes())
+    model[len(model) // 2] ^= 0x01
+    (bundle / MODEL).write_bytes(bytes(model))
+
+    with pytest.raises(BinbotError, match=r"model.tflite: corrupt or changed since conversion \(sha256"):
+        load_bundle(bundle)
+
+
+def test_a_missing_label_is_refused_naming_it(bundle):
+    labels = (bundle / "labels.txt").read_text().splitlines()
+    (bundle / "labels.txt").write_text("\n".join(labels[:-1]) + "\n")
+
+    with pytest.raises(BinbotError, match=f"labels.txt: has 2 classes but the model outputs 3 \\(missing: {labels[-1]}\\)"):
+        load_bundle(bundle)
+
+
+def test_an_edited_bundle_json_is_refused(bundle):
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    manifest["selftest"]["tolerance"] = 1.0  # a plausible "fix" for a failing self-test
+    (bundle / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+    with pytest.raises(BinbotError, match="bundle.json: edited since conversion"):
+        load_bundle(bundle)
+
+
+def test_an_unsupported_format_version_is_refused_with_what_to_do(bundle):
+    rewrite_manifest(bundle, lambda m: m.update(format_version=FORMAT_VERSION + 1))
+
+    with pytest.raises(BinbotError, match=f"format version {FORMAT_VERSION + 1} is not supported.*update binbot"):
+        read_bundle(bundle)
+
+
+def test_relabelled_classes_are_refused(bundle):
+    (bundle / "labels.txt").write_text("can\nbottle\npaper\n")
+
+    with pytest.raises(BinbotError, match=r"labels.txt: lists \['can', 'bottle', 'paper'\], but bundle.json says"):
+        load_bundle(bundle)
+
+
+def test_a_missing_file_is_refused(bundle):
+    (bundle / SELFTEST).unlink()
+
+    with pytest.raises(BinbotError, match="selftest.npz: missing from the bundle"):
+        load_bundle(bundle)
+
+
+def test_a_folder_without_bundle_json_is_not_a_bundle(tmp_path):
+    with pytest.raises(BinbotError, match="bundle.json: missing; .* is not a bundle"):
+        read_bundle(tmp_path)
+
+
+def test_a_self_test_the_runtime_does_not_reproduce_is_refused(bundle):
+    # As if this runtime computed the model differently from the converter's.
+    rewrite_manifest(bundle, lambda m: m["selftest"].update(expected=[row[::-1] for row in m["selftest"]["expected"]]))
+
+    with pytest.raises(BinbotError, match="self-test failed: input 0 gives probabilities .* away from what the converter saw"):
+        load_bundle(bundle)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_selftest_reproduces_with_other_threads_and_with_reference_kernels(small_cnn_bundles, mode):
+    loaded = load_bundle(small_cnn_bundles[mode], threads=1)
+    with np.load(small_cnn_bundles[mode] / SELFTEST) as archive:
+        inputs = archive["inputs"]
+    expected, tolerance = loaded.bundle.selftest_expected, loaded.bundle.selftest_tolerance
+
+    two_threads = Classifier(small_cnn_bundles[mode] / MODEL, threads=2)
+    assert np.abs(np.stack([two_threads.classify(x) for x in inputs]) - expected).max() <= tolerance
+    # TFLite's plain reference kernels round differently from XNNPACK, as another device's might.
+    assert np.abs(reference_kernel_probabilities(small_cnn_bundles[mode] / MODEL, inputs) - expected).max() <= tolerance
+
+
+def reference_kernel_probabilities(model_path, frames):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_path=str(model_path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    interpreter.allocate_tensors()
+    source, result = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    rows = []
+    for frame in frames:
+        interpreter.set_tensor(source["index"], frame[np.newaxis].astype(source["dtype"]))
+        interpreter.invoke()
+        scores = interpreter.get_tensor(result["index"])[0].astype(np.float32)
+        scale, zero_point = result["quantization"]
+        rows.append((scores - zero_point) * scale if scale else scores)
+    return np.stack(rows)
+
+
+def test_classifier_refuses_a_frame_of_the_wrong_size_or_type(small_cnn_bundles):
+    classifier = Classifier(small_cnn_bundles["int8"] / MODEL, threads=1)
+    frame = np.zeros((classifier.height, classifier.width, 3), np.uint8)
+
+    assert classifier.classify(frame).shape == (classifier.n_classes,)
+    with pytest.raises(ValueError, match="takes RGB uint8 frames of shape"):
+        classifier.classify(np.zeros((classifier.height + 1, classifier.width, 3), np.uint8))
+    with pytest.raises(ValueError, match="got float32"):
+        classifier.classify(frame.astype(np.float32))
+
+
+def test_probabilities_are_dequantized(small_cnn_bundles):
+    classifier = Classifier(small_cnn_bundles["int8"] / MODEL, threads=1)
+    frame = np.random.default_rng(0).integers(0, 256, (classifier.height, classifier.width, 3), dtype=np.uint8)
+
+    probabilities = classifier.classify(frame)
+
+    assert probabilities.dtype == np.float32
+    assert probabilities.sum() == pytest.approx(1.0, abs=classifier.n_classes * classifier.output.scale)
+
+
+def test_a_file_that_is_not_a_tflite_model_is_a_clear_error(tmp_path):
+    path = tmp_path / "model.tflite"
+    path.write_bytes(b"\x00" * 64)
+
+    with pytest.raises(BinbotError, match="model.tflite: not a TFLite model this runtime can run"):
+        Classifier(path)
+
+
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
+def test_runtime_falls_back_to_tensorflow_with_a_warning(small_cnn_bundles, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
+
+    loaded = load_bundle(small_cnn_bundles["int8"], threads=1)  # the self-test passes on TensorFlow's interpreter
+
+    assert loaded.classifier.runtime.startswith("tensorflow")
+    assert capsys.readouterr().err.count("install ai-edge-litert") == 1
+
+
+def test_without_any_runtime_the_error_says_what_to_install(monkeypatch):
+    for module in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow"):
+        monkeypatch.setitem(sys.modules, module, None)
+
+    with pytest.raises(BinbotError, match="no TFLite runtime is installed: pip install ai-edge-litert"):
+        runtime.interpreter_class()
+
+
+def test_inspect_describes_and_verifies_a_bundle(small_cnn_bundles, capsys):
+    assert main(["bundle", "inspect", str(small_cnn_bundles["int8"])]) == 0
+
+    printed = capsys.readouterr().out
+    manifest = read_bundle(small_cnn_bundles["int8"]).manifest
+    assert f"id {manifest['id']}" in printed
+    assert "3: bottle, can, paper" in printed
+    assert "tensor uint8 (scale 1, zero point 0)" in printed
+    assert manifest["files"][MODEL]["sha256"] in printed
+    assert f"tensorflow {manifest['tools']['tensorflow']}" in printed
+    assert "self-test: 4 inputs reproduce" in printed and "verifies; ready to serve" in printed
+
+
+def test_inspect_exits_non_zero_on_a_bundle_that_does_not_verify(bundle, capsys):
+    (bundle / "labels.txt").write_text("bottle\ncan\n")
+
+    assert main(["bundle", "inspect", str(bundle)]) == 1
+    assert "binbot bundle: error: " in capsys.readouterr().err
+
+
+def test_inspect_runs_where_tensorflow_is_not_installed(small_cnn_bundles):
+    result = run_without_tensorflow(
+        f"import sys\nfrom binbot.cli import main\nsys.exit(main(['bundle', 'inspect', {str(small_cnn_bundles['float16'])!r}]))"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "verifies; ready to serve" in result.stdout and "on ai-edge-litert" in result.stdout
+
+
+def test_device_modules_import_nothing_from_the_workstation():
+    result = run_without_tensorflow(
+        "import binbot.device.bundle, binbot.device.runtime, binbot.device.cli, sys\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('binbot.train', 'binbot.convert', 'tensorflow'))))"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
