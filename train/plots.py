@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on a workstation over SSH or in CI
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 
 
@@ -24,6 +25,7 @@ def plot_history(history: dict[str, list[float]], path: Path, fine_tune_from: in
             ax.axvline(fine_tune_from + 0.5, color="grey", linestyle="--", label="fine-tuning starts")
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     axes[1].set_ylim(0, 1.02)
