@@ -27,7 +27,9 @@ demo: install
 	$(BIN)/binbot train --data $(DEMO)/images --out $(DEMO)/run --weights $(WEIGHTS) \
 	  --epochs 3 --fine-tune-epochs 1 --batch-size 16
 	$(BIN)/binbot evaluate $(DEMO)/run/model.keras --data $(DEMO)/holdout --out $(DEMO)/holdout-evaluation
-	@echo "demo done: see $(DEMO)/run/report.md and $(DEMO)/holdout-evaluation/report.md"
+	$(BIN)/binbot convert $(DEMO)/run/model.keras --out $(DEMO)/bundle --mode int8
+	$(BIN)/binbot bundle inspect $(DEMO)/bundle
+	@echo "demo done: see $(DEMO)/run/report.md, $(DEMO)/holdout-evaluation/report.md and the bundle in $(DEMO)/bundle"
 
 test: install
 	$(BIN)/python -m pytest

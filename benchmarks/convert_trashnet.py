@@ -1,8 +1,8 @@
 """Convert a checkpoint in every mode and compare size, accuracy and invoke latency with a reference model.
 
-    python benchmarks/convert_trashnet.py                       # /work/runs/seed/model.keras -> /work/runs/bundles/seed/
-    python benchmarks/convert_trashnet.py RUN/model.keras --out /work/runs/bundles/NAME
-    python benchmarks/convert_trashnet.py --reuse               # measure existing bundles again, convert none
+    python benchmarks/convert_trashnet.py RUN/model.keras               # bundles in RUN/bundles/<mode>/
+    python benchmarks/convert_trashnet.py RUN/model.keras --out DIR
+    python benchmarks/convert_trashnet.py RUN/model.keras --reuse       # measure existing bundles again, convert none
 
 Each mode is converted by `binbot convert` in its own process, one after another (with --allow-drop,
 so every row is filled; the drop is in the table). The accuracy figures are the ones each bundle
@@ -28,19 +28,20 @@ import numpy as np
 from binbot.device.bundle import MODEL, MODES, load_bundle
 from binbot.device.runtime import load_interpreter, runtime_name
 
-REFERENCE = Path("/work/shared/models/tf2_mobilenet_v2_1.0_224_ptq.tflite")
+# The team's shared folder sits beside the repository.
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "models" / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("checkpoint", type=Path, nargs="?", default=Path("/work/runs/seed/model.keras"))
-    parser.add_argument("--out", type=Path, help="folder for the bundles (default: /work/runs/bundles/<run name>)")
+    parser.add_argument("checkpoint", type=Path, help="a model.keras from binbot train (with split.json beside it)")
+    parser.add_argument("--out", type=Path, help="folder for the bundles (default: bundles/ beside the checkpoint)")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--reference", type=Path, default=REFERENCE, help="a .tflite to compare latency with")
     parser.add_argument("--rounds", type=int, default=200, help="timed invokes of each model per thread count")
     parser.add_argument("--reuse", action="store_true", help="do not convert; measure the bundles already in --out")
     args = parser.parse_args()
-    out = args.out or Path("/work/runs/bundles") / args.checkpoint.resolve().parent.name
+    out = args.out or args.checkpoint.resolve().parent / "bundles"
 
     if not args.reuse:
         for mode in args.modes:

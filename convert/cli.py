@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from binbot.device.bundle import MODES
+from binbot.helpformat import DefaultsFormatter
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -17,7 +18,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "check the result against the checkpoint on images with known classes, and write a bundle: model.tflite, "
         "labels.txt, bundle.json and selftest.npz. By default the images are the training run's own (split.json "
         "beside the checkpoint): its training images for calibration, its validation images for the check.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     convert.add_argument("checkpoint", type=Path, help="model.keras, a Keras .h5 model, or a SavedModel folder")
     convert.add_argument("--out", type=Path, required=True, help="bundle folder to create")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from binbot.helpformat import DefaultsFormatter
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     bundle = commands.add_parser("bundle", help="look into model bundles (device)",
@@ -16,7 +18,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Print a bundle's classes, input, quantization, size, checksums, validation figures and tool "
         "versions, then verify it as the device does before serving (checksums, labels against the model, "
         "self-test). Exits 1 if it does not verify.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     inspect.add_argument("bundle", type=Path, help="bundle folder")
     inspect.add_argument("--threads", type=int, default=2, help="interpreter threads for the self-test")

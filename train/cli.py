@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from binbot.helpformat import DefaultsFormatter
+
 DEFAULTS_NOTE = "Defaults are the seed recipe: frozen ImageNet base, Adam, batch 32, 10 epochs, with augmentation."
 
 
@@ -15,7 +17,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="train a classifier on a folder of photos (workstation)",
         description="Train MobileNetV2 + a dense head on DATA/<class>/<image> and write a run directory "
         "(model.keras, labels.txt, metrics.json, training.png, confusion.png, report.md). " + DEFAULTS_NOTE,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     train.add_argument("--data", type=Path, required=True, help="folder with one sub-folder of images per class")
     train.add_argument("--out", type=Path, required=True, help="run directory to create")
@@ -29,7 +31,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--init", type=Path, metavar="CHECKPOINT",
                        help="continue from a BinBot model.keras (its labels.txt must sit beside it)")
     train.add_argument("--image-size", type=int, default=224, help="square input size in pixels")
-    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--batch-size", type=int, default=32, help="images per training step")
     train.add_argument("--epochs", type=int, default=10, help="epochs with the base frozen")
     train.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate for those epochs")
     train.add_argument("--augment", choices=["standard", "strong"], default="standard",
@@ -39,7 +41,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="then this many epochs with the top of the base unfrozen (0: no fine-tuning)")
     train.add_argument("--fine-tune-at", type=int, default=100,
                        help="first base layer to unfreeze when fine-tuning (MobileNetV2 has 154)")
-    train.add_argument("--fine-tune-learning-rate", type=float, default=1e-5)
+    train.add_argument("--fine-tune-learning-rate", type=float, default=1e-5,
+                       help="Adam learning rate while fine-tuning (at its start, with the cosine schedule)")
     train.add_argument("--fine-tune-schedule", choices=["constant", "cosine"], default="constant",
                        help="keep the fine-tuning learning rate, or let it decay along a cosine to 0")
     train.add_argument("--seed", type=int, default=1337, help="seed for the split, shuffling and augmentation")
@@ -51,14 +54,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="measure a checkpoint on a folder of photos",
         description="Print and write accuracy, per-class precision/recall/F1 and the confusion matrix "
         "of CHECKPOINT on DATA/<class>/<image>.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     evaluate.add_argument("checkpoint", type=Path, help="a model.keras (or .h5) from binbot train")
     evaluate.add_argument("--data", type=Path, required=True, help="folder with one sub-folder of images per class")
     evaluate.add_argument("--labels", type=Path, help="labels file (default: labels.txt beside the checkpoint)")
     evaluate.add_argument("--out", type=Path, help="folder for metrics.json, confusion.png, report.md "
                           "(default: evaluation-<data folder name> beside the checkpoint)")
-    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--batch-size", type=int, default=32, help="images per prediction step")
     evaluate.add_argument("--force", action="store_true", help="replace an existing --out")
     evaluate.set_defaults(handler=_evaluate)
 
