@@ -29,6 +29,9 @@ demo: install
 	$(BIN)/binbot evaluate $(DEMO)/run/model.keras --data $(DEMO)/holdout --out $(DEMO)/holdout-evaluation
 	$(BIN)/binbot convert $(DEMO)/run/model.keras --out $(DEMO)/bundle --mode int8
 	$(BIN)/binbot bundle inspect $(DEMO)/bundle
+	@echo "the daemon on the replayed hold-out images, paced to 10 fps, for 6 seconds (events, then its fps):"
+	timeout --preserve-status -s TERM 6 $(BIN)/binbot run --bundle $(DEMO)/bundle \
+	  --source replay:$(DEMO)/holdout --fps 10 --window 3 --http off
 	@echo "demo done: see $(DEMO)/run/report.md, $(DEMO)/holdout-evaluation/report.md and the bundle in $(DEMO)/bundle"
 
 test: install

@@ -66,6 +66,9 @@ def load_interpreter(model: str | Path | bytes, threads: int = 2, name: str | No
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if interpreter_type.__module__.startswith("tflite_runtime"):
+            # tflite-runtime stopped at TensorFlow 2.14 and has no newer op versions or kernels.
+            reason += "; tflite-runtime lacks the newer op versions bundles may need: pip install ai-edge-litert"
         raise BinbotError(f"{name}: not a TFLite model this runtime can run ({reason})") from error
     return interpreter
 

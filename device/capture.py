@@ -1,0 +1,106 @@
+"""The capture thread: reads a source into a one-frame slot, reopening the source when it fails."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from binbot.device.metrics import Metrics
+from binbot.device.source import Frame, Source, SourceError
+
+FIRST_BACKOFF, MAX_BACKOFF = 0.1, 5.0  # seconds between reopening attempts, doubling
+
+
+@dataclass
+class Captured:
+    id: int
+    frame: Frame
+    at: float  # time.monotonic() when read
+
+
+class LatestFrame:
+    """Holds only the newest frame: a live source overwrites (the stale frame is dropped and
+    counted); a non-live one (an unpaced replay) waits until its frame has been taken."""
+
+    def __init__(self, metrics: Metrics):
+        self._metrics = metrics
+        self._ready = threading.Condition()
+        self._item: Captured | None = None
+        self.ended = False
+        self.dropped = 0
+
+    def put(self, item: Captured, live: bool, stop: threading.Event) -> None:
+        with self._ready:
+            while not live and self._item is not None and not stop.is_set():
+                self._ready.wait(0.1)
+            if self._item is not None and live:
+                self._metrics.dropped.inc()
+                self.dropped += 1
+            self._item = item
+            self._ready.notify_all()
+
+    def end(self) -> None:
+        with self._ready:
+            self.ended = True
+            self._ready.notify_all()
+
+    def take(self, timeout: float) -> Captured | None:
+        with self._ready:
+            self._ready.wait_for(lambda: self._item is not None or self.ended, timeout)
+            item, self._item = self._item, None
+            self._ready.notify_all()
+            return item
+
+
+class Capture:
+    """Runs source into slot on a thread; state says "starting", "open", "reopening" or "ended"."""
+
+    def __init__(self, source: Source, slot: LatestFrame, metrics: Metrics, log: Callable[[str], None]):
+        self.source, self.slot, self.metrics, self.log = source, slot, metrics, log
+        self.state, self.error = "starting", ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        backoff, next_id = FIRST_BACKOFF, 0
+        while not self._stop.is_set():
+            try:
+                self.source.open()
+                if self.state != "starting":
+                    self.log(f"source: {self.source.describe()} reopened")
+                self.state, self.error, backoff = "open", "", FIRST_BACKOFF
+                next_id = self._deliver(next_id)
+                if self.state == "ended":
+                    return
+            except SourceError as error:
+                self.metrics.errors.labels("source").inc()
+                if self.error != str(error):
+                    self.log(f"source: {error}; reopening (backing off up to {MAX_BACKOFF:g}s)")
+                self.state, self.error = "reopening", str(error)
+                self.metrics.reopens.inc()
+            finally:
+                self.source.close()
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _deliver(self, next_id: int) -> int:
+        while not self._stop.is_set():
+            start = time.perf_counter()
+            frame = self.source.read()
+            self.metrics.stage["capture"].observe(time.perf_counter() - start)
+            if frame is None:
+                self.state = "ended"
+                self.slot.end()
+                break
+            self.slot.put(Captured(next_id, frame, time.monotonic()), self.source.live, self._stop)
+            next_id += 1
+        return next_id

@@ -1,0 +1,94 @@
+"""`binbot run` settings: a strict TOML file, overridden by command-line flags.
+
+Every key is one of RunConfig's fields; an unknown key or a value of the wrong type or range is
+an error that names the key, so a typo in /etc/binbot/binbot.toml cannot silently change nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, as a package
+    import tomli as tomllib
+
+from binbot.errors import BinbotError
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    bundle: str = ""
+    source: str = ""  # empty: replay the bundle's own self-test frames, so the daemon runs anywhere
+    threads: int = os.cpu_count() or 1
+    events: str = "-"  # a JSON-lines file, or - for stdout
+    results: str = ""  # a JSON-lines file for every frame's raw result; empty: not written
+    http: str = "127.0.0.1:8080"  # HOST:PORT (port 0 picks a free one), or "off"
+    window: int = 5
+    threshold: float = 0.6
+    top_k: int = 3
+    loop: bool = True
+    fps: float = 0.0  # replay pacing; 0 replays as fast as frames are classified
+    stale_after: float = 5.0  # /healthz fails when the last classified frame is older than this
+
+    @property
+    def http_address(self) -> tuple[str, int] | None:
+        if self.http == "off":
+            return None
+        host, _, port = self.http.rpartition(":")
+        return host, int(port)
+
+
+KEYS = {f.name: f.type for f in fields(RunConfig)}
+TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def load_config(path: Path | None, overrides: dict) -> RunConfig:
+    """The file's settings (if any) with the non-None overrides on top, validated."""
+    values: dict = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as file:
+                values = tomllib.load(file)
+        except FileNotFoundError:
+            raise BinbotError(f"{path}: config file not found") from None
+        except tomllib.TOMLDecodeError as error:
+            raise BinbotError(f"{path}: not valid TOML ({error})") from None
+        values = {key: check(key, value, str(path)) for key, value in values.items()}
+    values.update({key: check(key, value, "command line") for key, value in overrides.items() if value is not None})
+    config = replace(RunConfig(), **values)
+    if not config.bundle:
+        raise BinbotError("no bundle: pass --bundle or set bundle in the config file")
+    return config
+
+
+def check(key: str, value: object, where: str) -> object:
+    """value, if key is a setting and value fits it; else a BinbotError naming both."""
+    if key not in KEYS:
+        raise BinbotError(f"{where}: unknown key {key!r} (known: {', '.join(KEYS)})")
+    kind = TYPES[KEYS[key]]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise BinbotError(f"{where}: {key} should be a {kind.__name__}, not {value!r}")
+    problem = _range_problem(key, value)
+    if problem:
+        raise BinbotError(f"{where}: {key} = {value!r}: {problem}")
+    return value
+
+
+def _range_problem(key: str, value: object) -> str:
+    if key in ("threads", "window", "top_k") and value < 1:
+        return "must be at least 1"
+    if key == "threshold" and not 0.0 <= value <= 1.0:
+        return "must be between 0 and 1"
+    if key in ("fps", "stale_after") and value < 0:
+        return "must not be negative"
+    if key == "http" and value != "off":
+        host, colon, port = value.rpartition(":")
+        if not colon or not host or not port.isdigit() or int(port) > 65535:
+            return "should be HOST:PORT (e.g. 127.0.0.1:8080) or off"
+    return ""

@@ -1,0 +1,87 @@
+"""`binbot run` (the camera daemon) and `binbot classify` (the same classification, for image files)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from binbot.device.config import RunConfig
+
+DEFAULTS = RunConfig()
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser(
+        "run", help="classify camera frames continuously (the device daemon)",
+        description="Classify frames from a camera, video or image folder with a bundle, turn stable changes of "
+        "the item in view into JSON-line events, and serve /healthz, /metrics and /latest. Speaks systemd's "
+        "notify protocol (READY, WATCHDOG, STATUS). SIGHUP reloads the bundle; SIGTERM stops cleanly. "
+        "Every option can also be set in --config (a TOML file, keys named like the options with _); "
+        "flags override the file.",
+    )
+    run.add_argument("--config", type=Path, help="TOML settings file, e.g. /etc/binbot/binbot.toml")
+    run.add_argument("--bundle", help="bundle folder, or a `current` symlink to one (followed again on SIGHUP)")
+    run.add_argument("--source", help="picamera2, opencv:INDEX|PATH|URL or replay:PATH (folder of images or video); "
+                     "without one, the bundle's self-test frames are replayed")
+    run.add_argument("--threads", type=int, help=f"interpreter threads (default: all cores, {DEFAULTS.threads} here)")
+    run.add_argument("--events", help="JSON-lines file for events (default: - for stdout)")
+    run.add_argument("--results", help="also write every frame's raw result (as /latest shows it) to this JSON-lines file")
+    run.add_argument("--http", help=f"HOST:PORT to serve on, port 0 for any free one, or off (default: {DEFAULTS.http})")
+    run.add_argument("--window", type=int, help=f"frames averaged before deciding (default: {DEFAULTS.window})")
+    run.add_argument("--threshold", type=float,
+                     help=f"mean probability an item needs to be reported (default: {DEFAULTS.threshold})")
+    run.add_argument("--top-k", dest="top_k", type=int, help=f"classes listed per event (default: {DEFAULTS.top_k})")
+    run.add_argument("--once", dest="loop", action="store_const", const=False,
+                     help="play a replay once and exit, instead of looping")
+    run.add_argument("--fps", type=float, help="pace a replay to this frame rate (default: as fast as classified)")
+    run.add_argument("--stale-after", dest="stale_after", type=float,
+                     help=f"seconds without a classified frame before /healthz fails (default: {DEFAULTS.stale_after:g})")
+    run.set_defaults(handler=_run)
+
+    classify = commands.add_parser(
+        "classify", help="print the top classes of image files",
+        description="Classify image files (or folders of them) with a bundle, through the same preprocessing "
+        "as the daemon, and print the top classes of each.",
+    )
+    classify.add_argument("bundle", type=Path, help="bundle folder")
+    classify.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files or folders")
+    classify.add_argument("--top-k", type=int, default=3, help="classes printed per image (default: 3)")
+    classify.add_argument("--threads", type=int, default=DEFAULTS.threads, help=f"interpreter threads (default: all cores, {DEFAULTS.threads} here)")
+    classify.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    classify.set_defaults(handler=_classify)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from binbot.device.config import KEYS, load_config
+    from binbot.device.daemon import Daemon
+
+    config = load_config(args.config, {key: getattr(args, key) for key in KEYS})
+    return Daemon(config).run()
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from binbot.device.bundle import load_bundle
+    from binbot.device.daemon import top_k
+    from binbot.device.frames import IMAGE_SUFFIXES, load_model_input
+    from binbot.errors import BinbotError
+
+    loaded = load_bundle(args.bundle, args.threads)
+    classifier, names = loaded.classifier, loaded.bundle.class_names
+    paths = []
+    for path in args.images:
+        if path.is_dir():
+            paths += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise BinbotError(f"{path}: no such image or folder")
+    results = []
+    for path in paths:
+        top = top_k(classifier.classify(load_model_input(path, classifier.height, classifier.width)), names, args.top_k)
+        results.append({"image": str(path), "label": top[0]["label"], "top": top})
+        others = ", ".join(f"{t['label']} {t['p']:.3f}" for t in top[1:])
+        print(f"{path}: {top[0]['label']} {top[0]['p']:.3f}" + (f"  ({others})" if others else ""))
+    if args.json:
+        args.json.write_text(json.dumps({"model": loaded.bundle.id, "results": results}, indent=2) + "\n")
+    return 0

@@ -1,0 +1,95 @@
+"""Replay: a folder of images (searched recursively, in name order) or a video file, looped or once."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from binbot.device.frames import IMAGE_SUFFIXES, read_rgb
+from binbot.device.source import Frame, Source, SourceError
+from binbot.errors import BinbotError
+
+
+class ReplaySource(Source):
+    def __init__(self, path: str | Path, loop: bool = True, fps: float = 0.0, frames: np.ndarray | None = None):
+        self.path, self.loop, self.fps = Path(path), loop, fps
+        self.live = fps > 0  # unpaced, a replay goes as fast as the classifier and loses nothing
+        self._frames = frames  # in-memory frames (a bundle's self-test inputs) instead of files
+        self._files: list[Path] = []
+        self._video: cv2.VideoCapture | None = None
+        self._next = 0
+        self._due = 0.0
+
+    def describe(self) -> str:
+        return f"replay of {self.path}" + (f" at {self.fps:g} fps" if self.fps else "")
+
+    def open(self) -> None:
+        self._next, self._due = 0, time.monotonic()
+        if self._frames is not None:
+            return
+        if self.path.is_dir():
+            self._files = sorted(p for p in self.path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not self._files:
+                raise SourceError(f"{self.path}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        elif self.path.is_file():
+            self._video = cv2.VideoCapture(str(self.path))
+            if not self._video.isOpened():
+                raise SourceError(f"{self.path}: not a video OpenCV can read")
+        else:
+            raise SourceError(f"{self.path}: no such folder or video")
+
+    def read(self) -> Frame | None:
+        self._pace()
+        if self._frames is not None:
+            return self._from_memory()
+        if self._video is not None:
+            return self._from_video()
+        if self._next == len(self._files):
+            if not self.loop:
+                return None
+            self._next = 0
+        path = self._files[self._next]
+        self._next += 1
+        try:
+            return Frame(read_rgb(path), str(path))
+        except BinbotError as error:  # the file went away or was replaced by junk
+            raise SourceError(str(error)) from None
+
+    def close(self) -> None:
+        if self._video is not None:
+            self._video.release()
+            self._video = None
+
+    def _from_memory(self) -> Frame | None:
+        if self._next == len(self._frames):
+            if not self.loop:
+                return None
+            self._next = 0
+        self._next += 1
+        return Frame(self._frames[self._next - 1], f"{self.path}[{self._next - 1}]")
+
+    def _from_video(self) -> Frame | None:
+        ok, bgr = self._video.read()
+        if not ok and self.loop and self._next > 0:
+            self._video.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            self._next = 0
+            ok, bgr = self._video.read()
+        if not ok:
+            if self._next == 0:
+                raise SourceError(f"{self.path}: no frames could be read")
+            return None
+        self._next += 1
+        return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), f"{self.path}#{self._next - 1}")
+
+    def _pace(self) -> None:
+        if self.fps <= 0:
+            return
+        self._due += 1.0 / self.fps
+        delay = self._due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        else:
+            self._due = time.monotonic()  # running late: do not rush to catch up

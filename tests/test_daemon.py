@@ -1,0 +1,267 @@
+"""`binbot run` end to end: a real subprocess on a replayed folder, real HTTP, a real notify socket."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from binbot.device.bundle import MODEL, load_bundle, read_bundle
+from binbot.device.frames import load_model_input
+
+TIMEOUT = 60  # generous: the machine may be busy; the waits end as soon as the thing happens
+
+
+def wait_for(what, condition, timeout=TIMEOUT, interval=0.05):
+    """condition()'s first true value, polling; fails naming what was awaited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class NotifySocket:
+    """Stands in for systemd: a datagram socket collecting what the daemon sends."""
+
+    def __init__(self):
+        self.folder = tempfile.mkdtemp(prefix="binbot-notify-")  # short: AF_UNIX paths are limited to 108 bytes
+        self.path = os.path.join(self.folder, "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.1)
+        self.messages: list[str] = []
+
+    def received(self, prefix):
+        try:
+            while True:
+                self.messages.append(self.sock.recv(4096).decode())
+        except (socket.timeout, BlockingIOError):
+            pass
+        return [m for m in self.messages if any(line.startswith(prefix) for line in m.splitlines())]
+
+    def close(self):
+        self.sock.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Daemon:
+    """`binbot run` in a child process, its events and log in files."""
+
+    def __init__(self, tmp, *args, env=None):
+        self.events, self.log = tmp / "events.jsonl", tmp / "daemon.log"
+        command = [sys.executable, "-m", "binbot", "run", "--http", "127.0.0.1:0", "--events", str(self.events), *args]
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log,
+                                            env={**os.environ, **(env or {})})
+        self.url = wait_for("the daemon to log its address", self._address)
+
+    def _address(self):
+        if self.process.poll() is not None:
+            raise AssertionError(f"binbot run exited with {self.process.returncode}:\n{self.log.read_text()}")
+        found = re.search(r"listening on (http://\S+)", self.log.read_text())
+        return found and found.group(1)
+
+    def get(self, path):
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def health(self):
+        status, body = self.get("/healthz")
+        return status, json.loads(body)
+
+    def event_lines(self):
+        text = self.events.read_text() if self.events.exists() else ""
+        return [json.loads(line) for line in text.splitlines() if line.endswith("}")]
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=TIMEOUT)
+
+
+@pytest.fixture
+def start_daemon(tmp_path):
+    daemons = []
+
+    def start(*args, env=None):
+        folder = tmp_path / f"daemon{len(daemons)}"
+        folder.mkdir()
+        daemons.append(Daemon(folder, *args, env=env))
+        return daemons[-1]
+
+    yield start
+    for daemon in daemons:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+            daemon.process.wait()
+
+
+@pytest.fixture
+def notify_socket():
+    sock = NotifySocket()
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def known_images(small_cnn_bundles, image_folder, tmp_path):
+    """A replay folder of the photos of each class (folder) that the model gets right with some confidence."""
+    loaded = load_bundle(small_cnn_bundles["int8"])
+    classifier, names = loaded.classifier, loaded.bundle.class_names
+    folder = tmp_path / "known"
+    for path in sorted(image_folder.glob("*/*.jpg")):
+        scores = classifier.classify(load_model_input(path, classifier.height, classifier.width))
+        if names[int(scores.argmax())] == path.parent.name and scores.max() >= 0.6:
+            (folder / path.parent.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, folder / path.parent.name)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(names), "the small CNN should get some of each class"
+    return folder
+
+
+def test_events_are_right_and_http_and_systemd_see_the_daemon_serve(start_daemon, notify_socket,
+                                                                    small_cnn_bundles, known_images):
+    bundle = read_bundle(small_cnn_bundles["int8"])
+    daemon = start_daemon("--bundle", str(bundle.path), "--source", f"replay:{known_images}", "--window", "3",
+                          "--threshold", "0.5", env={"NOTIFY_SOCKET": notify_socket.path, "WATCHDOG_USEC": "200000"})
+
+    wait_for("READY=1", lambda: notify_socket.received("READY=1"))
+    wait_for("WATCHDOG=1", lambda: notify_socket.received("WATCHDOG=1"))
+    events = wait_for("events of every class", lambda: (e := daemon.event_lines()) and
+                      {x["label"] for x in e} == set(bundle.class_names) and len(e) >= 6 and e)
+    # The replay walks bottle/, can/, paper/ in turn: each event's label is the class of the photo in view.
+    assert all(Path(e["origin"]).parent.name == e["label"] for e in events), events
+    assert all(e["model"] == bundle.id and len(e["top"]) == 3 for e in events)
+
+    status, health = daemon.health()
+    assert status == 200 and health["ok"] and health["model"] == bundle.id
+    assert health["source"]["state"] == "open" and health["frames"] > 0 and health["last_frame_age"] < 60
+    status, metrics = daemon.get("/metrics")
+    assert status == 200
+    assert float(re.search(r"^binbot_frames_total (\S+)$", metrics, re.M).group(1)) > 0
+    for stage in ("capture", "preprocess", "invoke", "postprocess"):
+        assert re.search(rf'^binbot_stage_seconds_count{{stage="{stage}"}} [1-9]', metrics, re.M), stage
+    status, latest = daemon.get("/latest")
+    latest = json.loads(latest)
+    assert status == 200 and latest["label"] in bundle.class_names and latest["model"] == bundle.id
+
+    assert daemon.stop() == 0
+    assert notify_socket.received("STOPPING=1")
+
+
+def test_sigterm_finishes_the_frame_flushes_the_events_and_exits_0(start_daemon, small_cnn_bundles, image_folder):
+    daemon = start_daemon("--bundle", str(small_cnn_bundles["int8"]), "--source", f"replay:{image_folder}",
+                          "--window", "2", "--threshold", "0.4")
+    wait_for("a few events", lambda: len(daemon.event_lines()) >= 3)
+
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.process.wait(timeout=TIMEOUT) == 0
+
+    text = daemon.events.read_text()
+    assert text.endswith("\n") and all(json.loads(line) for line in text.splitlines())
+    assert "SIGTERM: finishing and exiting" in daemon.log.read_text()
+
+
+def test_sighup_switches_to_a_good_bundle_without_a_gap_and_keeps_the_old_on_a_corrupt_one(
+        start_daemon, small_cnn_bundles, image_folder, tmp_path):
+    old, new = read_bundle(small_cnn_bundles["int8"]), read_bundle(small_cnn_bundles["float32"])
+    corrupt = shutil.copytree(new.path, tmp_path / "corrupt")
+    model = bytearray((corrupt / MODEL).read_bytes())
+    model[len(model) // 2] ^= 0xFF
+    (corrupt / MODEL).write_bytes(bytes(model))
+    current = tmp_path / "current"
+    current.symlink_to(old.path)
+    daemon = start_daemon("--bundle", str(current), "--source", f"replay:{image_folder}")
+    wait_for("serving", lambda: daemon.health()[0] == 200)
+
+    switch_to(current, new.path)
+    daemon.process.send_signal(signal.SIGHUP)
+    seen = []
+    wait_for("the new model", lambda: seen.append(daemon.health()) or seen[-1][1]["model"] == new.id)
+    assert all(status == 200 for status, _ in seen)  # served throughout the reload
+    frames = seen[-1][1]["frames"]
+    wait_for("frames from the new model", lambda: daemon.health()[1]["frames"] > frames)
+
+    switch_to(current, corrupt)
+    daemon.process.send_signal(signal.SIGHUP)
+    status, health = wait_for("the reload error", lambda: (h := daemon.health())[1]["reload_error"] and h)
+    assert "model.tflite: corrupt or changed since conversion" in health["reload_error"]
+    assert status == 200 and health["model"] == new.id
+    frames = health["frames"]
+    wait_for("frames still classified", lambda: daemon.health()[1]["frames"] > frames)
+    assert daemon.stop() == 0
+    assert "reload failed, still serving model" in daemon.log.read_text()
+
+
+def switch_to(link, target):
+    """Repoint a symlink atomically, as a deploy does."""
+    fresh = link.with_name(link.name + ".new")
+    fresh.symlink_to(target)
+    os.replace(fresh, link)
+
+
+def test_a_source_that_dies_is_reopened_and_health_says_so_meanwhile(start_daemon, small_cnn_bundles,
+                                                                     image_folder, tmp_path):
+    folder = shutil.copytree(image_folder / "can", tmp_path / "camera")
+    daemon = start_daemon("--bundle", str(small_cnn_bundles["int8"]), "--source", f"replay:{folder}")
+    wait_for("serving", lambda: daemon.health()[0] == 200)
+
+    folder.rename(tmp_path / "unplugged")
+    status, health = wait_for("the source to be reopening", lambda: (h := daemon.health())[1]["source"]["state"]
+                              == "reopening" and h)
+    assert status == 503 and str(folder) in health["source"]["error"]
+
+    (tmp_path / "unplugged").rename(folder)
+    status, health = wait_for("the source back", lambda: (h := daemon.health())[0] == 200 and h)
+    assert health["source"]["state"] == "open"
+    _, metrics = daemon.get("/metrics")
+    assert float(re.search(r"^binbot_source_reopens_total (\S+)$", metrics, re.M).group(1)) >= 1
+    assert daemon.stop() == 0
+
+
+def run_refused(*args):
+    result = subprocess.run([sys.executable, "-m", "binbot", "run", "--http", "127.0.0.1:0", *args],
+                            capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    return lines[-1]
+
+
+def test_an_unknown_config_key_is_refused_naming_it(tmp_path, small_cnn_bundles):
+    config = tmp_path / "binbot.toml"
+    config.write_text(f'bundle = "{small_cnn_bundles["int8"]}"\ntreshold = 0.7\n')
+    assert run_refused("--config", str(config)) == (
+        f"binbot run: error: {config}: unknown key 'treshold' (known: bundle, source, threads, events, results, http, "
+        "window, threshold, top_k, loop, fps, stale_after)")
+
+
+def test_a_corrupt_bundle_is_refused_before_serving(tmp_path, small_cnn_bundles):
+    bundle = shutil.copytree(small_cnn_bundles["int8"], tmp_path / "bundle")
+    (bundle / "labels.txt").write_text("bottle\ncan\n")
+    message = run_refused("--bundle", str(bundle))
+    assert message.startswith("binbot run: error: ") and "labels.txt: has 2 classes but the model outputs 3" in message
+
+
+def test_without_a_source_the_bundles_own_self_test_frames_are_replayed_once(small_cnn_bundles, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "binbot", "run", "--bundle", str(small_cnn_bundles["int8"]),
+                             "--http", "off", "--once", "--window", "1", "--threshold", "0"],
+                            capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events and all("selftest.npz[" in e["origin"] for e in events)
+    assert "source ended" in result.stderr
