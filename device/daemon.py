@@ -251,5 +251,6 @@ class Daemon:
 
 
 def top_k(probabilities: np.ndarray, names: list[str], k: int) -> list[dict]:
-    order = np.argsort(probabilities)[::-1][:k]
+    """The k likeliest classes; ties in class order, so the first is always argmax's label."""
+    order = np.argsort(-probabilities, kind="stable")[:k]
     return [{"label": names[i], "p": round(float(probabilities[i]), 4)} for i in order]

@@ -37,3 +37,11 @@ def test_reset_forgets_the_window():
     events(smoother, [BOTTLE, BOTTLE])
     smoother.reset()
     assert events(smoother, [BOTTLE, BOTTLE]) == [None, (0, 0.9)]
+
+
+def test_top_k_breaks_ties_as_argmax_does_so_label_and_top_agree():
+    from binbot.device.daemon import top_k
+
+    scores = np.array([0.0, 0.5, 0.0, 0.5], np.float32)  # an int8 model often ties like this
+    top = top_k(scores, ["a", "b", "c", "d"], 3)
+    assert [t["label"] for t in top] == ["b", "d", "a"] and int(scores.argmax()) == 1
