@@ -67,8 +67,8 @@ class Daemon:
         """Serve until SIGTERM/SIGINT (or a replay played once ends); 0 on a clean stop."""
         self.model = self._load("starting")
         self.capture = Capture(self._source(), self.slot, self.metrics, log)
-        events = sys.stdout if self.config.events == "-" else open(self.config.events, "a", encoding="utf-8")
-        results = open(self.config.results, "a", encoding="utf-8") if self.config.results else None
+        events = sys.stdout if self.config.events == "-" else open_output(self.config.events, "events")
+        results = open_output(self.config.results, "results") if self.config.results else None
         server = self._serve()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, lambda received, _frame: self._signals.append(received))
@@ -248,6 +248,13 @@ class Daemon:
             "reload_error": self.reload_error,
             "uptime": round(time.monotonic() - self._started, 1),
         }
+
+
+def open_output(path: str, what: str) -> TextIO:
+    try:
+        return open(path, "a", encoding="utf-8")
+    except OSError as error:
+        raise BinbotError(f"{what} {path}: cannot write ({error.strerror})") from None
 
 
 def top_k(probabilities: np.ndarray, names: list[str], k: int) -> list[dict]:

@@ -265,3 +265,25 @@ def test_without_a_source_the_bundles_own_self_test_frames_are_replayed_once(sma
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert events and all("selftest.npz[" in e["origin"] for e in events)
     assert "source ended" in result.stderr
+
+
+def test_classify_prints_top_k_and_agrees_with_the_daemons_per_frame_results(small_cnn_bundles, known_images,
+                                                                            tmp_path):
+    bundle = str(small_cnn_bundles["int8"])
+    printed = subprocess.run([sys.executable, "-m", "binbot", "classify", bundle, str(known_images), "--top-k", "2",
+                              "--json", str(tmp_path / "classify.json")], capture_output=True, text=True, timeout=TIMEOUT)
+    assert printed.returncode == 0, printed.stderr
+    classified = {r["image"]: r for r in json.loads((tmp_path / "classify.json").read_text())["results"]}
+    lines = printed.stdout.splitlines()
+    assert len(lines) == len(classified) and all(re.fullmatch(r".+\.jpg: \w+ [01]\.\d{3}  \(\w+ [01]\.\d{3}\)", l)
+                                                 for l in lines), lines
+
+    ran = subprocess.run([sys.executable, "-m", "binbot", "run", "--bundle", bundle, "--source", f"replay:{known_images}",
+                          "--once", "--http", "off", "--results", str(tmp_path / "results.jsonl"), "--top-k", "2"],
+                         capture_output=True, text=True, timeout=TIMEOUT)
+    assert ran.returncode == 0, ran.stderr
+    results = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["origin"] for r in results) == sorted(classified)
+    for result in results:  # same preprocessing, same model: the same probabilities
+        assert result["top"] == classified[result["origin"]]["top"]
+        assert result["label"] == Path(result["origin"]).parent.name
