@@ -60,6 +60,7 @@ class Capture:
     def __init__(self, source: Source, slot: LatestFrame, metrics: Metrics, log: Callable[[str], None]):
         self.source, self.slot, self.metrics, self.log = source, slot, metrics, log
         self.state, self.error = "starting", ""
+        self.last_read_at: float | None = None  # time.monotonic() of the newest frame read
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
 
@@ -78,6 +79,7 @@ class Capture:
                 if self.state != "starting":
                     self.log(f"source: {self.source.describe()} reopened")
                 self.state, self.error, backoff = "open", "", FIRST_BACKOFF
+                self.last_read_at = time.monotonic()  # opening counts as a sign of life
                 next_id = self._deliver(next_id)
                 if self.state == "ended":
                     return
@@ -97,6 +99,7 @@ class Capture:
             start = time.perf_counter()
             frame = self.source.read()
             self.metrics.stage["capture"].observe(time.perf_counter() - start)
+            self.last_read_at = time.monotonic()
             if frame is None:
                 self.state = "ended"
                 self.slot.end()

@@ -231,9 +231,14 @@ class Daemon:
 
     def health(self) -> tuple[bool, dict]:
         """Healthy only while frames are being classified from an open source."""
-        age = None if self.last_frame_at is None else time.monotonic() - self.last_frame_at
+        now = time.monotonic()
+        age = None if self.last_frame_at is None else now - self.last_frame_at
         capture = self.capture
         ok = age is not None and age < self.config.stale_after and capture.state in ("open", "ended")
+        state = capture.state
+        if state == "open" and now - capture.last_read_at > self.config.stale_after:
+            # A camera can hang inside its read; only the watchdog (systemd's restart) can end that.
+            state = "stalled"
         model = self.model
         return ok, {
             "ok": ok,
@@ -244,9 +249,9 @@ class Daemon:
             "last_frame_age": None if age is None else round(age, 3),
             "frames": self.frames,
             "dropped": self.slot.dropped,
-            "source": {"name": capture.source.describe(), "state": capture.state, "error": capture.error},
+            "source": {"name": capture.source.describe(), "state": state, "error": capture.error},
             "reload_error": self.reload_error,
-            "uptime": round(time.monotonic() - self._started, 1),
+            "uptime": round(now - self._started, 1),
         }
 
 
