@@ -105,8 +105,15 @@ class Daemon:
             self._tick()
 
     def _classify(self, item: Captured, events: TextIO) -> None:
-        loaded, stage = self.model, self.metrics.stage
-        classifier, bundle = loaded.classifier, loaded.bundle
+        probabilities = self._infer(item)
+        if probabilities is None:
+            return
+        self._publish(item, probabilities, events)
+        self._progress()
+
+    def _infer(self, item: Captured) -> np.ndarray | None:
+        """Resize, invoke, dequantize, each stage timed; None (counted, logged) if the frame cannot be."""
+        classifier, stage = self.model.classifier, self.metrics.stage
         try:
             start = time.perf_counter()
             classifier.set_input(resize_to_input(item.frame.rgb, classifier.height, classifier.width))
@@ -114,38 +121,45 @@ class Daemon:
             classifier.interpreter.invoke()
             invoked = time.perf_counter()
             probabilities = classifier.probabilities()
-            decision = self.smoother.update(probabilities)
         except (ValueError, RuntimeError) as error:
             self.metrics.errors.labels("inference").inc()
             log(f"frame {item.id}: not classified: {error}")
-            return
+            return None
+        stage["preprocess"].observe(prepared - start)
+        stage["invoke"].observe(invoked - prepared)
+        stage["postprocess"].observe(time.perf_counter() - invoked)
+        return probabilities
+
+    def _publish(self, item: Captured, probabilities: np.ndarray, events: TextIO) -> None:
+        """The frame's result for /latest, and an event if the smoothed view changed."""
+        bundle, k = self.model.bundle, self.config.top_k
         names = bundle.class_names
+        decision = self.smoother.update(probabilities)
         label = int(np.argmax(probabilities))
         self.latest = {
             "time": now_iso(), "frame": item.id, "origin": item.frame.origin, "model": bundle.id,
             "label": names[label], "confidence": round(float(probabilities[label]), 4),
-            "top": top_k(probabilities, names, self.config.top_k),
+            "top": top_k(probabilities, names, k),
             "item": None if self.smoother.current is None else names[self.smoother.current],
         }
         if decision is not None:
             event = {"time": self.latest["time"], "label": names[decision.label],
-                     "confidence": round(decision.confidence, 4), "top": top_k(decision.mean, names, self.config.top_k),
+                     "confidence": round(decision.confidence, 4), "top": top_k(decision.mean, names, k),
                      "frame": item.id, "origin": item.frame.origin, "model": bundle.id}
             events.write(json.dumps(event) + "\n")
             events.flush()
             self.metrics.events.inc()
-        done = time.perf_counter()
-        stage["preprocess"].observe(prepared - start)
-        stage["invoke"].observe(invoked - prepared)
-        stage["postprocess"].observe(done - invoked)
+
+    def _progress(self) -> None:
+        """A frame was classified: count it, and tell systemd (READY once, WATCHDOG as due)."""
         self.metrics.frames.inc()
         self.frames += 1
         self.last_frame_at = time.monotonic()
         self._window_frames += 1
         if not self._ready_sent:
             self._ready_sent = True
-            sdnotify.notify(f"READY=1\nSTATUS=classifying with model {bundle.id}")
-            log(f"ready: first frame classified with model {bundle.id}")
+            sdnotify.notify(f"READY=1\nSTATUS=classifying with model {self.model.bundle.id}")
+            log(f"ready: first frame classified with model {self.model.bundle.id}")
         if self._watchdog and self.last_frame_at - self._last_ping >= self._watchdog:
             # Petted only here, after a real inference: a stuck camera or interpreter stops it.
             sdnotify.notify("WATCHDOG=1")
