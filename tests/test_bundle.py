@@ -195,12 +195,3 @@ def test_inspect_runs_where_tensorflow_is_not_installed(small_cnn_bundles):
 
     assert result.returncode == 0, result.stderr
     assert "verifies; ready to serve" in result.stdout and "on ai-edge-litert" in result.stdout
-
-
-def test_device_modules_import_nothing_from_the_workstation():
-    result = run_without_tensorflow(
-        "import binbot.device.bundle, binbot.device.runtime, binbot.device.cli, sys\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('binbot.train', 'binbot.convert', 'tensorflow'))))"
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
