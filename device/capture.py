@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from binbot.device.frames import resize_to_input
 from binbot.device.metrics import Metrics
 from binbot.device.source import Frame, Source, SourceError
 
@@ -16,8 +17,9 @@ FIRST_BACKOFF, MAX_BACKOFF = 0.1, 5.0  # seconds between reopening attempts, dou
 @dataclass
 class Captured:
     id: int
-    frame: Frame
+    frame: Frame  # already resized to the model's input size
     at: float  # time.monotonic() when read
+    resize_seconds: float = 0.0
 
 
 class LatestFrame:
@@ -55,10 +57,16 @@ class LatestFrame:
 
 
 class Capture:
-    """Runs source into slot on a thread; state says "starting", "open", "reopening" or "ended"."""
+    """Runs source into slot on a thread; state says "starting", "open", "reopening" or "ended".
 
-    def __init__(self, source: Source, slot: LatestFrame, metrics: Metrics, log: Callable[[str], None]):
+    Frames are resized to input_size here, so that resizing the next frame overlaps the
+    interpreter's work on this one instead of adding to it.
+    """
+
+    def __init__(self, source: Source, slot: LatestFrame, metrics: Metrics, log: Callable[[str], None],
+                 input_size: tuple[int, int]):
         self.source, self.slot, self.metrics, self.log = source, slot, metrics, log
+        self.input_size = input_size  # (height, width); the daemon changes it when a reload does
         self.state, self.error = "starting", ""
         self.last_read_at: float | None = None  # time.monotonic() of the newest frame read
         self._stop = threading.Event()
@@ -104,6 +112,9 @@ class Capture:
                 self.state = "ended"
                 self.slot.end()
                 break
-            self.slot.put(Captured(next_id, frame, time.monotonic()), self.source.live, self._stop)
+            read_at, resize_start = time.monotonic(), time.perf_counter()
+            resized = Frame(resize_to_input(frame.rgb, *self.input_size), frame.origin)
+            resize_seconds = time.perf_counter() - resize_start
+            self.slot.put(Captured(next_id, resized, read_at, resize_seconds), self.source.live, self._stop)
             next_id += 1
         return next_id

@@ -66,7 +66,8 @@ class Daemon:
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT (or a replay played once ends); 0 on a clean stop."""
         self.model = self._load("starting")
-        self.capture = Capture(self._source(), self.slot, self.metrics, log)
+        classifier = self.model.classifier
+        self.capture = Capture(self._source(), self.slot, self.metrics, log, (classifier.height, classifier.width))
         events = sys.stdout if self.config.events == "-" else open_output(self.config.events, "events")
         results = open_output(self.config.results, "results") if self.config.results else None
         server = self._serve()
@@ -116,6 +117,7 @@ class Daemon:
         classifier, stage = self.model.classifier, self.metrics.stage
         try:
             start = time.perf_counter()
+            # The capture thread resized the frame already; this is a no-op unless a reload changed the size.
             classifier.set_input(resize_to_input(item.frame.rgb, classifier.height, classifier.width))
             prepared = time.perf_counter()
             classifier.interpreter.invoke()
@@ -125,7 +127,7 @@ class Daemon:
             self.metrics.errors.labels("inference").inc()
             log(f"frame {item.id}: not classified: {error}")
             return None
-        stage["preprocess"].observe(prepared - start)
+        stage["preprocess"].observe(item.resize_seconds + prepared - start)
         stage["invoke"].observe(invoked - prepared)
         stage["postprocess"].observe(time.perf_counter() - invoked)
         return probabilities
@@ -210,6 +212,7 @@ class Daemon:
         if incoming.bundle.class_names != old.bundle.class_names:
             self.smoother.reset()  # a window of the old classes' scores means nothing to the new model
         self.model, self.reload_error = incoming, ""
+        self.capture.input_size = (incoming.classifier.height, incoming.classifier.width)
         self.metrics.reloads.labels("ok").inc()
         self.metrics.serving(incoming.bundle.id, incoming.classifier.runtime)
         log(f"reload: now serving model {incoming.bundle.id} (was {old.bundle.id})")

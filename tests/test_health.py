@@ -36,7 +36,7 @@ def test_a_camera_stuck_in_its_read_makes_health_fail_and_say_stalled(small_cnn_
     daemon = Daemon(RunConfig(bundle=str(small_cnn_bundles["int8"]), stale_after=0.3, http="off"))
     daemon.model = load_bundle(daemon.config.bundle)
     camera = HangingCamera(np.zeros((48, 64, 3), np.uint8))
-    daemon.capture = Capture(camera, daemon.slot, daemon.metrics, log)
+    daemon.capture = Capture(camera, daemon.slot, daemon.metrics, log, (32, 32))
     daemon.capture.start()
     try:
         with open(os.devnull, "w") as events:
