@@ -18,7 +18,6 @@ FIRST_BACKOFF, MAX_BACKOFF = 0.1, 5.0  # seconds between reopening attempts, dou
 class Captured:
     id: int
     frame: Frame  # already resized to the model's input size
-    at: float  # time.monotonic() when read
     resize_seconds: float = 0.0
 
 
@@ -112,9 +111,9 @@ class Capture:
                 self.state = "ended"
                 self.slot.end()
                 break
-            read_at, resize_start = time.monotonic(), time.perf_counter()
+            resize_start = time.perf_counter()
             resized = Frame(resize_to_input(frame.rgb, *self.input_size), frame.origin)
             resize_seconds = time.perf_counter() - resize_start
-            self.slot.put(Captured(next_id, resized, read_at, resize_seconds), self.source.live, self._stop)
+            self.slot.put(Captured(next_id, resized, resize_seconds), self.source.live, self._stop)
             next_id += 1
         return next_id
