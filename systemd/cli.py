@@ -1,0 +1,141 @@
+"""`binbot deploy`: put a bundle on one or many Pis over SSH, see what they serve, or roll back."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from binbot.helpformat import DefaultsFormatter
+
+USAGE = """binbot deploy [options] BUNDLE HOST [HOST ...]
+       binbot deploy --status [options] HOST [HOST ...]
+       binbot deploy --rollback [options] HOST [HOST ...]"""
+
+EPILOG = """HOST is [user@]host[:port], as ssh takes it (a name from ~/.ssh/config works), optionally followed by
+/PATH to use another remote folder on that host than --remote-dir. Hosts are handled in parallel, each
+line of progress starting with its host; a table sums up at the end, and the exit status is 1 if any
+host failed (for --status: if any is unreachable or not serving its current bundle).
+
+On the Pi, bundles live in DIR/bundles/<id>/, with `current` and `previous` symlinks. A deploy
+uploads to <id>.partial, verifies every file's sha256 there, renames it to <id>, switches `current` by
+renaming a new symlink over it, reloads the service and waits for /healthz to report the new model. If
+it does not within --timeout, `current` is switched back and the service reloaded again."""
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    deploy = commands.add_parser(
+        "deploy", help="install a bundle on Raspberry Pis over SSH; --status, --rollback",
+        usage=USAGE, epilog=EPILOG, formatter_class=DefaultsFormatter,
+        description="Deploy a bundle to the binbot service on one or more Raspberry Pis with the system's ssh "
+        "(your keys, agent and ~/.ssh/config apply; it never asks for a password). The bundle is verified "
+        "here first, as the Pi will verify it, and a bad one is refused before anything is sent.",
+    )
+    deploy.add_argument("targets", nargs="+", metavar="BUNDLE HOST", help="the bundle folder, then one or more hosts")
+    action = deploy.add_mutually_exclusive_group()
+    action.add_argument("--status", action="store_true",
+                        help="show each host's current and previous bundle, the bundles there, and /healthz")
+    action.add_argument("--rollback", action="store_true",
+                        help="switch each host back to its previous bundle, reload, and wait for it")
+
+    remote = deploy.add_argument_group("on the Pi")
+    remote.add_argument("--remote-dir", metavar="DIR", default="/var/lib/binbot", help="the service's state folder; bundles go in its bundles/")
+    remote.add_argument("--reload-command", metavar="COMMAND", default="systemctl reload-or-restart binbot",
+                        help="shell command that makes the service load `current` again (run with the --sudo rule)")
+    remote.add_argument("--health-url", metavar="URL", default="http://127.0.0.1:8080/healthz",
+                        help="the service's /healthz, as seen on the Pi itself")
+    remote.add_argument("--timeout", type=float, default=60, metavar="SECONDS",
+                        help="seconds to wait for /healthz to report the new model before rolling back")
+    remote.add_argument("--keep", type=int, default=3, metavar="N",
+                        help="bundles kept on each Pi, newest first; the current and previous one always stay")
+    remote.add_argument("--sudo", choices=("auto", "always", "never"), default="auto",
+                        help="run file changes and the reload command with `sudo -n`: auto does unless the ssh "
+                        "user is root")
+
+    ssh = deploy.add_argument_group("ssh")
+    ssh.add_argument("-F", "--ssh-config", type=Path, metavar="FILE", help="ssh configuration file (ssh -F) instead of ~/.ssh/config")
+    ssh.add_argument("-o", "--ssh-option", action="append", metavar="OPTION",
+                     help="an ssh option (ssh -o), e.g. -o IdentityFile=~/.ssh/pi; repeatable")
+    ssh.add_argument("--connect-timeout", type=int, default=10, metavar="SECONDS", help="seconds to wait for each host to answer")
+    ssh.add_argument("--parallel", type=int, default=8, metavar="N", help="hosts worked on at once")
+    deploy.add_argument("--threads", type=int, default=2, metavar="N", help="interpreter threads for the local self-test")
+    deploy.set_defaults(handler=_deploy)
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from binbot.errors import BinbotError
+    from binbot.systemd import deploy
+    from binbot.systemd.remote import SshSettings, parse_host, require_ssh
+
+    if args.status or args.rollback:
+        bundle_path, host_specs = None, args.targets
+    elif len(args.targets) < 2:
+        raise BinbotError("give the bundle folder and at least one host: binbot deploy BUNDLE HOST [HOST ...]")
+    else:
+        bundle_path, host_specs = Path(args.targets[0]), args.targets[1:]
+    hosts = [parse_host(spec) for spec in host_specs]
+    repeated = sorted({spec for spec in host_specs if host_specs.count(spec) > 1})
+    if repeated:
+        raise BinbotError(f"host {repeated[0]} is named twice")
+    for option, value in (("--timeout", args.timeout), ("--keep", args.keep), ("--parallel", args.parallel),
+                          ("--connect-timeout", args.connect_timeout)):
+        if value < 1:
+            raise BinbotError(f"{option} must be at least 1, not {value:g}")
+    settings = deploy.Settings(args.remote_dir, args.reload_command, args.health_url, args.timeout, args.keep)
+    ssh = SshSettings(args.ssh_config, tuple(args.ssh_option or ()), args.connect_timeout, args.sudo)
+    if ssh.config and not ssh.config.is_file():
+        raise BinbotError(f"{ssh.config}: ssh config file not found")
+    require_ssh()
+
+    if args.status:
+        work = deploy.status
+    elif args.rollback:
+        work = deploy.rollback
+    else:
+        print(f"checking {bundle_path} as the Pi will:")
+        bundle = deploy.check_local(bundle_path, args.threads, print)
+        print(f"bundle {bundle.id} verifies; deploying to {len(hosts)} host(s)")
+        work = lambda remote, settings, say: deploy.deploy(remote, settings, bundle, say)  # noqa: E731
+    outcomes = on_every_host(hosts, ssh, settings, work, args.parallel)
+    print_summary(outcomes)
+    return 0 if all(outcome.ok for outcome in outcomes) else 1
+
+
+def on_every_host(hosts: list, ssh, settings, work: Callable, parallel: int) -> list:
+    """work(remote, settings, say) on each host in threads; each host's lines prefixed with its name."""
+    from binbot.errors import BinbotError
+    from binbot.systemd.deploy import Outcome
+    from binbot.systemd.remote import Remote, RemoteError
+
+    lock = threading.Lock()
+
+    def one(host) -> Outcome:
+        def say(line: str) -> None:
+            with lock:
+                print(f"{host.name}: {line}")
+
+        try:
+            outcome = work(Remote(host, ssh), settings, say)
+        except RemoteError as error:
+            outcome = Outcome(host.name, "failed", "", error.problem, ok=False)
+        except BinbotError as error:
+            outcome = Outcome(host.name, "failed", "", str(error), ok=False)
+        if not outcome.ok:
+            with lock:
+                print(f"binbot deploy: error: {host.name}: {outcome.detail}", file=sys.stderr, flush=True)
+        return outcome
+
+    with ThreadPoolExecutor(max_workers=min(parallel, len(hosts))) as pool:
+        return list(pool.map(one, hosts))
+
+
+def print_summary(outcomes: list) -> None:
+    rows = [("host", "result", "model", "detail")]
+    rows += [(o.host, o.result if o.ok else o.result.upper(), o.model or "-", o.detail) for o in outcomes]
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    print()
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3])

@@ -1,0 +1,412 @@
+"""Deploying a bundle to one Pi: upload beside the live ones, verify, switch, reload, check, roll back.
+
+On the Pi, <remote-dir>/bundles holds:
+
+    <id>/          a bundle whose checksums were verified there, named by its id
+    <id>.partial/  an upload under way (or cut off); never served, replaced by the next upload
+    current        relative symlink to the bundle the service serves
+    previous       relative symlink to the one before it, where --rollback goes
+
+Both links change by renaming a new symlink over the old one, so the service never sees `current`
+missing or half-made. Nothing here imports TensorFlow; the local check is the device's own loader.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from binbot.device.bundle import FILES, MANIFEST, load_bundle, sha256_file
+from binbot.errors import BinbotError
+from binbot.systemd.remote import Remote, RemoteError
+
+Say = Callable[[str], None]
+BUNDLE_ID = re.compile(r"[0-9a-f]{12}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the service is laid out and reloaded on the Pis (the defaults are the installer's)."""
+
+    remote_dir: str = "/var/lib/binbot"
+    reload_command: str = "systemctl reload-or-restart binbot"
+    health_url: str = "http://127.0.0.1:8080/healthz"
+    timeout: float = 60.0
+    keep: int = 3
+
+    def bundles_dir(self, remote: Remote) -> str:
+        return (remote.target.remote_dir or self.remote_dir).rstrip("/") + "/bundles"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened on one host, for the summary table."""
+
+    host: str
+    result: str  # deployed, unchanged, rolled back, ok, unhealthy, failed
+    model: str  # the model /healthz reports afterwards, "" if unknown
+    detail: str
+    ok: bool
+
+
+@dataclass(frozen=True)
+class LocalBundle:
+    path: Path
+    id: str
+    sha256: dict[str, str]  # file name -> checksum, bundle.json included
+    size: int
+
+    def checksum_lines(self) -> str:
+        """The files' checksums in the format `sha256sum --check` reads."""
+        return "".join(f"{digest}  {name}\n" for name, digest in self.sha256.items())
+
+
+@dataclass
+class HostState:
+    """The bundles folder and /healthz of one Pi, as read at one moment."""
+
+    user: str = ""
+    current: str = ""  # the `current` link's target as stored ("" if there is none)
+    previous: str = ""
+    bundles: dict[str, int] = field(default_factory=dict)  # id -> modification time
+    partials: list[str] = field(default_factory=list)
+    health: dict = field(default_factory=dict)
+
+    @property
+    def current_id(self) -> str:
+        return Path(self.current).name if self.current else ""
+
+    @property
+    def previous_id(self) -> str:
+        return Path(self.previous).name if self.previous else ""
+
+
+def check_local(path: Path, threads: int, say: Say) -> LocalBundle:
+    """Verify the bundle here as the Pi will (checksums, labels, self-test), before any network."""
+    loaded = load_bundle(path, threads, report=lambda line: say(f"  ok  {line}"))
+    listed = loaded.bundle.manifest["files"]
+    sha256 = {name: listed[name]["sha256"] for name in FILES}
+    sha256[MANIFEST] = sha256_file(path / MANIFEST)
+    return LocalBundle(path, loaded.bundle.id, sha256, sum((path / name).stat().st_size for name in sha256))
+
+
+# --- what runs on the Pi -------------------------------------------------------------------------
+
+# python3 is on every Raspberry Pi OS; the service answers on the Pi's loopback only.
+# Arguments: url, the model id awaited ("" for one look), the reload_error seen before, seconds to wait.
+HEALTH_PROGRAM = r"""
+import json, sys, time, urllib.error, urllib.request
+url, want, before, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+def fetch():
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        try:
+            answer = json.loads(error.read())
+        except ValueError:
+            return {"unreachable": "HTTP %d from %s" % (error.code, url)}
+    except (OSError, ValueError) as error:
+        return {"unreachable": "%s: %s" % (url, getattr(error, "reason", error))}
+    return answer if isinstance(answer, dict) else {"unreachable": "%s: not a /healthz answer" % url}
+deadline = time.monotonic() + timeout
+while True:
+    health = fetch()
+    if want and health.get("model") == want and health.get("ok"):
+        break
+    if health.get("reload_error") and health.get("reload_error") != before:
+        break
+    if time.monotonic() >= deadline:
+        break
+    time.sleep(0.5)
+print(json.dumps(health))
+"""
+
+NEEDS_PYTHON = 'command -v python3 >/dev/null 2>&1 || { echo "binbot: python3 is not installed, so /healthz cannot be read" >&2; exit 3; }\n'
+
+# $1 bundles folder, $2 the health program, $3 health url.
+STATE_SCRIPT = NEEDS_PYTHON + r"""
+echo "user $(id -un)"
+if [ -d "$1" ]; then
+    cd "$1" || { echo "binbot: cannot read $1" >&2; exit 3; }
+    for link in current previous; do
+        if [ -L "$link" ]; then echo "$link $(readlink "$link")"; fi
+    done
+    for entry in *; do
+        if [ -d "$entry" ] && [ ! -L "$entry" ]; then echo "dir $(stat -c %Y -- "$entry") $entry"; fi
+    done
+fi
+echo "health $(python3 -c "$2" "$3" "" "" 0)"
+"""
+
+# Leaves $failed naming the files that do not match; the folder is the current one.
+CHECK_SUMS = r"""
+command -v sha256sum >/dev/null 2>&1 || { echo "binbot: sha256sum (coreutils) is not installed" >&2; exit 3; }
+check_sums() {
+    failed=$(printf '%s' "$1" | sha256sum --check --quiet --strict - 2>/dev/null) && return 0
+    failed=$(printf '%s\n' "$failed" | sed -n 's/: FAILED.*//p' | tr '\n' ' ')
+    return 1
+}
+"""
+
+# $1 bundles folder, $2 id, $3 checksum lines. Input: a tar of the bundle's files.
+UPLOAD_SCRIPT = CHECK_SUMS + r"""
+set -e
+mkdir -p "$1"
+cd "$1"
+rm -rf "$2.partial"
+mkdir "$2.partial"
+tar -x --no-same-owner -f - -C "$2.partial"
+cd "$2.partial"
+if ! check_sums "$3"; then
+    cd .. && rm -rf "$2.partial"
+    echo "binbot: checksum mismatch after upload (${failed:-no readable checksums}); the copy was damaged in transit" >&2
+    exit 3
+fi
+cd ..
+if [ -e "$2" ]; then
+    rm -rf ".$2.replaced"
+    mv -T "$2" ".$2.replaced"
+    rm -rf ".$2.replaced"
+fi
+mv -T "$2.partial" "$2"
+"""
+
+# $1 bundles folder, $2 id, $3 checksum lines.
+VERIFY_SCRIPT = CHECK_SUMS + r"""
+cd "$1/$2" || exit 3
+check_sums "$3" || { echo "binbot: $1/$2 does not match its checksums (${failed})" >&2; exit 3; }
+"""
+
+# $1 bundles folder, $2 new `current` target, $3 new `previous` target ("" removes the link).
+# previous first: if this stops half-way, current still names a complete bundle.
+SWITCH_SCRIPT = r"""
+set -e
+cd "$1"
+point() {
+    if [ -z "$2" ]; then rm -f "$1"; return; fi
+    ln -sfn "$2" "$1.new"
+    mv -T "$1.new" "$1"
+}
+point previous "$3"
+point current "$2"
+"""
+
+# $1 bundles folder, then the ids to delete. Uploads cut off over an hour ago go too.
+PRUNE_SCRIPT = r"""
+set -e
+cd "$1"
+shift
+for id in "$@"; do rm -rf -- "$id"; done
+find . -maxdepth 1 -name '*.partial' -type d -mmin +60 -exec rm -rf -- {} +
+"""
+
+
+# --- steps ---------------------------------------------------------------------------------------
+
+def read_state(remote: Remote, settings: Settings) -> HostState:
+    output = remote.run(STATE_SCRIPT, settings.bundles_dir(remote), HEALTH_PROGRAM, settings.health_url,
+                        privileged=True)
+    state = HostState()
+    for line in output.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "user":
+            state.user = value
+        elif key in ("current", "previous"):
+            setattr(state, key, value)
+        elif key == "dir":
+            mtime, _, name = value.partition(" ")
+            if BUNDLE_ID.fullmatch(name):
+                state.bundles[name] = int(mtime)
+            elif name.endswith(".partial"):
+                state.partials.append(name)
+        elif key == "health":
+            state.health = parse_health(value)
+    return state
+
+
+def parse_health(text: str) -> dict:
+    try:
+        health = json.loads(text)
+    except ValueError:
+        return {"unreachable": text.strip() or "no answer"}
+    return health if isinstance(health, dict) else {"unreachable": text.strip()}
+
+
+def put_bundle(remote: Remote, bundle: LocalBundle, settings: Settings, state: HostState, say: Say) -> None:
+    """Make bundles/<id> a verified copy of bundle: reuse one that verifies, else upload."""
+    folder = settings.bundles_dir(remote)
+    if bundle.id in state.bundles:
+        try:
+            remote.run(VERIFY_SCRIPT, folder, bundle.id, bundle.checksum_lines(), privileged=True)
+            say(f"{folder}/{bundle.id} is there already and matches its checksums")
+            return
+        except RemoteError as error:
+            say(f"{error.problem}; uploading it again")
+    say(f"uploading {bundle.id} ({len(bundle.sha256)} files, {bundle.size / 1024:.0f} KiB) to {folder}/{bundle.id}.partial")
+    try:
+        remote.run(UPLOAD_SCRIPT, folder, bundle.id, bundle.checksum_lines(), privileged=True,
+                   timeout=120 + bundle.size / 50_000, send=lambda stream: write_tar(stream, bundle))
+    except RemoteError as error:
+        raise RemoteError(remote.name, f"upload failed, nothing switched: {error.problem}") from None
+    say(f"checksums verified on the host; {folder}/{bundle.id} in place")
+
+
+def write_tar(stream: BinaryIO, bundle: LocalBundle) -> None:
+    """The bundle's files as a tar stream, owned by root and readable by the service's user."""
+    with tarfile.open(fileobj=stream, mode="w|") as tar:
+        for name in bundle.sha256:
+            info = tar.gettarinfo(bundle.path / name, arcname=name)
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            info.mode = 0o644
+            with open(bundle.path / name, "rb") as file:
+                tar.addfile(info, file)
+
+
+def switch(remote: Remote, settings: Settings, current: str, previous: str) -> None:
+    remote.run(SWITCH_SCRIPT, settings.bundles_dir(remote), current, previous, privileged=True)
+
+
+def reload_and_wait(remote: Remote, settings: Settings, want: str, error_before: str) -> tuple[dict, str]:
+    """Run the reload command and wait for /healthz to report want and ok: (health, "") or (health, why not)."""
+    try:
+        remote.run(settings.reload_command, privileged=True)
+    except RemoteError as error:
+        return {}, f"reload command `{settings.reload_command}` failed: {error.problem}"
+    output = remote.run(NEEDS_PYTHON + 'exec python3 -c "$1" "$2" "$3" "$4" "$5"', HEALTH_PROGRAM,
+                        settings.health_url, want, error_before, str(settings.timeout),
+                        timeout=settings.timeout + 60)
+    health = parse_health(output)
+    return health, why_not_serving(health, want, error_before, settings.timeout)
+
+
+def why_not_serving(health: dict, want: str, error_before: str, timeout: float) -> str:
+    """"" if health reports want and ok; else the reason, in the service's own words where it gave some."""
+    if health.get("model") == want and health.get("ok"):
+        return ""
+    if "unreachable" in health:
+        return f"/healthz unreachable after the reload ({health['unreachable']})"
+    reload_error = health.get("reload_error") or ""
+    if reload_error and reload_error != error_before:
+        # The daemon stamps the time in front; the message after it is what matters here.
+        return f"the service refused it: {re.sub(r'^[0-9]{4}-[0-9-]+T[^ ]*: ', '', reload_error)}"
+    if health.get("model") == want:
+        return f"it is loaded but /healthz is not ok ({describe_health(health)})"
+    return f"/healthz still reports model {health.get('model', '?')} after {timeout:g} s"
+
+
+def prune(remote: Remote, settings: Settings, state: HostState, keep_ids: set[str], say: Say) -> None:
+    """Delete all but the newest settings.keep bundles; keep_ids (current and previous) always stay."""
+    others = sorted((b for b in state.bundles if b not in keep_ids), key=state.bundles.get, reverse=True)
+    doomed = others[max(0, settings.keep - len(keep_ids)):]
+    if not doomed:
+        return
+    try:
+        remote.run(PRUNE_SCRIPT, settings.bundles_dir(remote), *doomed, privileged=True)
+        say(f"removed old bundles {', '.join(doomed)} (keeping {settings.keep})")
+    except RemoteError as error:
+        say(f"could not remove old bundles: {error.problem}")
+
+
+def activate(remote: Remote, settings: Settings, state: HostState, target: str, result: str, say: Say) -> Outcome:
+    """Point current at target, reload, and wait for it; on failure put both links back and reload again."""
+    new_previous = state.current or state.previous
+    switch(remote, settings, target, new_previous)
+    say(f"current -> {target} (previous: {Path(new_previous).name or 'none'}); reloading: {settings.reload_command}")
+    error_before = state.health.get("reload_error") or ""
+    health, reason = reload_and_wait(remote, settings, target, error_before)
+    if not reason:
+        say(f"serving {target}: {describe_health(health)}")
+        return Outcome(remote.name, result, target, describe_health(health), ok=True)
+
+    say(f"{target} is not serving: {reason}; switching back to {state.current_id or 'no bundle'}")
+    try:
+        switch(remote, settings, state.current, state.previous)
+        if not state.current:
+            return Outcome(remote.name, "failed", "", f"{reason}; there was no bundle before, so `current` was removed",
+                           ok=False)
+        back, back_reason = reload_and_wait(remote, settings, state.current_id, health.get("reload_error") or "")
+    except RemoteError as error:
+        return Outcome(remote.name, "failed", "", f"{reason}; switching back failed too: {error.problem}", ok=False)
+    if back_reason:
+        return Outcome(remote.name, "failed", back.get("model", ""),
+                       f"{reason}; rolled back to {state.current_id}, but it is not serving either: {back_reason}", ok=False)
+    return Outcome(remote.name, "failed", state.current_id, f"{reason}; rolled back to {state.current_id}", ok=False)
+
+
+# --- the three commands, for one host ------------------------------------------------------------
+
+def deploy(remote: Remote, settings: Settings, bundle: LocalBundle, say: Say) -> Outcome:
+    state = read_state(remote, settings)
+    say(f"connected as {state.user}; current {state.current_id or 'none'}, /healthz: {describe_health(state.health)}")
+    if state.current_id == bundle.id and serving(state.health, bundle.id):
+        return Outcome(remote.name, "unchanged", bundle.id, f"{bundle.id} is already current and serving; nothing to do",
+                       ok=True)
+    started = time.monotonic()
+    put_bundle(remote, bundle, settings, state, say)
+    if state.current_id == bundle.id:
+        # The files were right but the service is not serving them: a reload is all it takes.
+        say(f"current is {bundle.id} already but the service does not serve it; reloading: {settings.reload_command}")
+        health, reason = reload_and_wait(remote, settings, bundle.id, state.health.get("reload_error") or "")
+        outcome = Outcome(remote.name, "deployed" if not reason else "failed", health.get("model", ""),
+                          reason or describe_health(health), ok=not reason)
+    else:
+        outcome = activate(remote, settings, state, bundle.id, "deployed", say)
+    if outcome.ok:
+        state.bundles.setdefault(bundle.id, int(time.time()))
+        now_previous = state.previous_id if state.current_id in ("", bundle.id) else state.current_id
+        prune(remote, settings, state, {bundle.id, now_previous} - {""}, say)
+        say(f"done in {time.monotonic() - started:.1f} s")
+    return outcome
+
+
+def rollback(remote: Remote, settings: Settings, say: Say) -> Outcome:
+    state = read_state(remote, settings)
+    if not state.previous:
+        raise RemoteError(remote.name, "no previous bundle to roll back to (nothing was deployed before the current one)")
+    if state.previous_id not in state.bundles:
+        raise RemoteError(remote.name, f"the previous bundle {state.previous_id} is no longer there")
+    say(f"rolling back from {state.current_id or 'none'} to {state.previous_id}")
+    return activate(remote, settings, state, state.previous, "rolled back", say)
+
+
+def status(remote: Remote, settings: Settings, say: Say) -> Outcome:
+    state = read_state(remote, settings)
+    folder = settings.bundles_dir(remote)
+    say(f"{folder}: current {state.current_id or 'none'}, previous {state.previous_id or 'none'}")
+    for bundle_id, mtime in sorted(state.bundles.items(), key=lambda item: item[1], reverse=True):
+        role = {state.current_id: " (current)", state.previous_id: " (previous)"}.get(bundle_id, "")
+        say(f"  {bundle_id}  uploaded {time.strftime('%Y-%m-%d %H:%M', time.localtime(mtime))}{role}")
+    if state.partials:
+        say(f"  unfinished uploads (never served): {', '.join(state.partials)}")
+    say(f"/healthz: {describe_health(state.health)}")
+    healthy = serving(state.health, state.current_id)
+    detail = describe_health(state.health)
+    if not healthy and state.health.get("model") and state.health.get("model") != state.current_id:
+        detail = f"serves {state.health['model']} but current is {state.current_id or 'missing'}; {detail}"
+    return Outcome(remote.name, "ok" if healthy else "unhealthy", state.health.get("model", ""), detail, ok=healthy)
+
+
+def serving(health: dict, model: str) -> bool:
+    return bool(model) and health.get("model") == model and bool(health.get("ok"))
+
+
+def describe_health(health: dict) -> str:
+    if "unreachable" in health:
+        return f"unreachable ({health['unreachable']})"
+    parts = [f"{'ok' if health.get('ok') else 'NOT ok'}", f"model {health.get('model', '?')}"]
+    if "fps" in health:
+        parts.append(f"{health['fps']} fps")
+    source = health.get("source")
+    if isinstance(source, dict) and source.get("state") not in (None, "open"):
+        parts.append(f"source {source['state']}{': ' + source['error'] if source.get('error') else ''}")
+    if health.get("reload_error"):
+        parts.append(f"last reload failed: {health['reload_error']}")
+    return ", ".join(parts)

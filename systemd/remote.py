@@ -1,0 +1,177 @@
+"""Shell scripts run on a Pi through the system's OpenSSH client.
+
+Using `ssh` itself, not a Python SSH library, means keys, the agent, ~/.ssh/config, known hosts and
+jump hosts work exactly as they do in the user's shell. BatchMode keeps ssh from ever prompting, so a
+missing key is an error instead of a hang. Scripts are POSIX sh and need only coreutils, tar and
+python3, which every Raspberry Pi OS has, so a Pi can be deployed to before binbot is installed on it.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from binbot.errors import BinbotError
+
+SUDO_MODES = ("auto", "always", "never")
+
+# Runs "$script" with the privileges the sudo mode asks for: auto uses `sudo -n` unless already root.
+# Passed to the login shell as one `sh -c`, so a Pi user whose shell is not POSIX still works.
+PRIVILEGES = r"""
+mode=$1 script=$2
+shift 2
+if [ "$mode" = never ] || { [ "$mode" = auto ] && [ "$(id -u)" -eq 0 ]; }; then
+    exec sh -c "$script" binbot "$@"
+fi
+command -v sudo >/dev/null 2>&1 || { echo "binbot: $(id -un) is not root and sudo is not installed" >&2; exit 3; }
+exec sudo -n sh -c "$script" binbot "$@"
+"""
+
+
+class RemoteError(BinbotError):
+    """A step on one host failed: str() is "host: problem"."""
+
+    def __init__(self, host: str, problem: str):
+        super().__init__(f"{host}: {problem}")
+        self.host, self.problem = host, problem
+
+
+def require_ssh() -> None:
+    if shutil.which("ssh") is None:
+        raise BinbotError("ssh: not found; install the OpenSSH client (apt install openssh-client)")
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One HOST argument: [user@]host[:port][/remote/dir]."""
+
+    spec: str
+    host: str
+    user: str | None = None
+    port: int | None = None
+    remote_dir: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec
+
+
+def parse_host(spec: str) -> HostSpec:
+    """Split [user@]host[:port][/remote/dir] (an IPv6 address goes in brackets: [::1]:22)."""
+    rest, slash, path = spec.partition("/")
+    remote_dir = slash + path if slash else None
+    user, at, address = rest.rpartition("@")
+    if not at:
+        user = None
+    port = None
+    if address.startswith("["):
+        host, bracket, tail = address[1:].partition("]")
+        if not bracket or (tail and not tail.startswith(":")):
+            raise BinbotError(f"host {spec!r}: an IPv6 address goes in brackets, as [::1] or [::1]:22")
+        port_text = tail[1:] if tail else None
+    else:
+        host, colon, port_text = address.partition(":")
+        port_text = port_text if colon else None
+    if port_text is not None:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise BinbotError(f"host {spec!r}: port {port_text!r} is not a number from 1 to 65535")
+        port = int(port_text)
+    if not host or host.startswith("-") or re.search(r"\s", host) or (at and not user):
+        raise BinbotError(f"host {spec!r}: expected [user@]host[:port][/remote/dir], e.g. pi@binbot.local")
+    return HostSpec(spec, host, user, port, remote_dir)
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    config: Path | None = None  # ssh -F
+    options: tuple[str, ...] = ()  # ssh -o, in order
+    connect_timeout: int = 10
+    sudo: str = "auto"
+
+
+class Remote:
+    """Runs scripts on one host; each run is one ssh connection."""
+
+    def __init__(self, target: HostSpec, settings: SshSettings):
+        self.target, self.settings = target, settings
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    def ssh_command(self, remote_command: str) -> list[str]:
+        settings = self.settings
+        command = ["ssh", "-T"]
+        if settings.config:
+            command += ["-F", str(settings.config)]
+        # ssh keeps the first value it sees for an option, so the user's come before these defaults.
+        # ServerAlive: a dropped link is noticed within 15 s instead of hanging until TCP gives up.
+        for option in (*settings.options, "BatchMode=yes", f"ConnectTimeout={settings.connect_timeout}",
+                       "ServerAliveInterval=5", "ServerAliveCountMax=3"):
+            command += ["-o", option]
+        if self.target.port:
+            command += ["-p", str(self.target.port)]
+        if self.target.user:
+            command += ["-l", self.target.user]
+        return command + [self.target.host, remote_command]
+
+    def run(self, script: str, *args: str, privileged: bool = False, timeout: float = 120,
+            send: Callable[[BinaryIO], None] | None = None) -> str:
+        """script's stdout; args become its $1, $2...; send(stdin) streams input to it.
+
+        Raises RemoteError naming the host, with the script's own `binbot: ...` message when it gave one.
+        """
+        mode = self.settings.sudo if privileged else "never"
+        remote_command = shlex.join(["sh", "-c", PRIVILEGES, "binbot", mode, script, *args])
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            process = subprocess.Popen(self.ssh_command(remote_command), stdout=out, stderr=err,
+                                       stdin=subprocess.PIPE if send else subprocess.DEVNULL)
+            try:
+                if send:
+                    try:
+                        send(process.stdin)
+                        process.stdin.close()
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass  # the connection or the script ended early: its exit status says why
+                status = process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                raise RemoteError(self.name, f"no answer within {timeout:.0f} s") from None
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+            out.seek(0), err.seek(0)
+            stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+        if status != 0:
+            raise RemoteError(self.name, explain_failure(status, stderr, self.target))
+        return stdout
+
+
+def explain_failure(status: int, stderr: str, target: HostSpec) -> str:
+    """One line saying why a remote command failed, with what to do where that is clear."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    ours = [line.removeprefix("binbot: ") for line in lines if line.startswith("binbot: ")]
+    if ours:
+        return ours[-1]
+    text = " ".join(lines)
+    user = target.user or "your user"
+    if "Host key verification failed" in text:
+        return ("ssh: host key unknown or changed (Host key verification failed); connect once with "
+                f"`ssh {target.host}` to check and accept it, or pass -o StrictHostKeyChecking=accept-new")
+    if "Permission denied" in text and status == 255:
+        return f"ssh: permission denied for {user}; install your public key there (ssh-copy-id) or name the user"
+    if "a password is required" in text or "sudo: a terminal is required" in text:
+        return (f"sudo asks {user} for a password; allow it passwordless sudo (Raspberry Pi OS does for its "
+                "first user), or use --sudo never with a --remote-dir that user can write")
+    if status == 255:
+        return f"ssh: {lines[-1] if lines else 'connection failed'}"
+    return lines[-1] if lines else f"remote command failed with exit status {status}"
