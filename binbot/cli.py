@@ -13,6 +13,7 @@ from binbot import __version__
 from binbot.convert import cli as convert_cli
 from binbot.device import cli as device_cli
 from binbot.errors import BinbotError
+from binbot.systemd import cli as systemd_cli
 from binbot.train import cli as train_cli
 
 
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cli.register(commands)
     convert_cli.register(commands)
     device_cli.register(commands)
+    systemd_cli.register(commands)
     return parser
 
 
