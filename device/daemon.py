@@ -18,7 +18,7 @@ from typing import TextIO
 import numpy as np
 
 from binbot.device import sdnotify
-from binbot.device.bundle import LoadedBundle, load_bundle, read_selftest_inputs
+from binbot.device.bundle import Bundle, LoadedBundle, load_bundle, read_selftest_inputs
 from binbot.device.capture import Capture, Captured, LatestFrame
 from binbot.device.config import RunConfig
 from binbot.device.frames import resize_to_input
@@ -134,19 +134,11 @@ class Daemon:
 
     def _publish(self, item: Captured, probabilities: np.ndarray, events: TextIO) -> None:
         """The frame's result for /latest, and an event if the smoothed view changed."""
-        bundle, k = self.model.bundle, self.config.top_k
-        names = bundle.class_names
-        decision = self.smoother.update(probabilities)
-        label = int(np.argmax(probabilities))
-        self.latest = {
-            "time": now_iso(), "frame": item.id, "origin": item.frame.origin, "model": bundle.id,
-            "label": names[label], "confidence": round(float(probabilities[label]), 4),
-            "top": top_k(probabilities, names, k),
-            "item": None if self.smoother.current is None else names[self.smoother.current],
-        }
-        if decision is not None:
-            event = {"time": self.latest["time"], "label": names[decision.label],
-                     "confidence": round(decision.confidence, 4), "top": top_k(decision.mean, names, k),
+        bundle = self.model.bundle
+        result, change = frame_result(probabilities, bundle.class_names, self.config.top_k, self.smoother)
+        self.latest = {"time": now_iso(), "frame": item.id, "origin": item.frame.origin, "model": bundle.id, **result}
+        if change is not None:
+            event = {"time": self.latest["time"], **change,
                      "frame": item.id, "origin": item.frame.origin, "model": bundle.id}
             events.write(json.dumps(event) + "\n")
             events.flush()
@@ -228,11 +220,7 @@ class Daemon:
         return loaded
 
     def _source(self) -> Source:
-        bundle = self.model.bundle
-        if not self.config.source:
-            return ReplaySource(bundle.path / "selftest.npz", self.config.loop, self.config.fps,
-                                frames=read_selftest_inputs(bundle))
-        return open_source(self.config.source, bundle.height, bundle.width, self.config.loop, self.config.fps)
+        return frame_source(self.config.source, self.model.bundle, self.config.loop, self.config.fps)
 
     def _serve(self):
         address = self.config.http_address
@@ -277,6 +265,29 @@ def open_output(path: str, what: str) -> TextIO:
         return open(path, "a", encoding="utf-8")
     except OSError as error:
         raise BinbotError(f"{what} {path}: cannot write ({error.strerror})") from None
+
+
+def frame_source(spec: str, bundle: Bundle, loop: bool = True, fps: float = 0.0) -> Source:
+    """The source spec names; without one, a replay of the bundle's self-test frames (held in memory)."""
+    if not spec:
+        return ReplaySource(bundle.path / "selftest.npz", loop, fps, frames=read_selftest_inputs(bundle))
+    return open_source(spec, bundle.height, bundle.width, loop, fps)
+
+
+def frame_result(probabilities: np.ndarray, names: list[str], k: int, smoother: Smoother) -> tuple[dict, dict | None]:
+    """One frame's result (label, confidence, top k, item in view) and, when the smoothed view changed,
+    the event's label, confidence and top k; the caller stamps both with time, frame and model."""
+    decision = smoother.update(probabilities)
+    label = int(np.argmax(probabilities))
+    result = {
+        "label": names[label], "confidence": round(float(probabilities[label]), 4),
+        "top": top_k(probabilities, names, k),
+        "item": None if smoother.current is None else names[smoother.current],
+    }
+    if decision is None:
+        return result, None
+    return result, {"label": names[decision.label], "confidence": round(decision.confidence, 4),
+                    "top": top_k(decision.mean, names, k)}
 
 
 def top_k(probabilities: np.ndarray, names: list[str], k: int) -> list[dict]:
