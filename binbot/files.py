@@ -48,4 +48,15 @@ def build_directory(out: str | Path, force: bool = False) -> Iterator[Path]:
 
 
 def write_json(path: Path, data: object) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    """Write data as JSON through a temporary file beside path, so path is never half-written."""
+    path = Path(path)
+    text = json.dumps(data, indent=2) + "\n"
+    handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+        os.chmod(scratch, 0o644)  # mkstemp makes it private; the result is an ordinary file
+        os.replace(scratch, path)
+    except BaseException:
+        Path(scratch).unlink(missing_ok=True)
+        raise
