@@ -1,0 +1,85 @@
+"""What a benchmark ran on: the machine, and how much of a model the XNNPACK delegate took over."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import sys
+from pathlib import Path
+
+CPUINFO = Path("/proc/cpuinfo")
+BOARD = Path("/proc/device-tree/model")  # on a Raspberry Pi: "Raspberry Pi 5 Model B Rev 1.0"
+
+
+def machine() -> dict:
+    """CPU model, cores, board (a Pi's device-tree model, else None), system and Python."""
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count() or 1,
+        "board": BOARD.read_text().rstrip("\0\n") if BOARD.is_file() else None,
+        "system": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "python": platform.python_version(),
+    }
+
+
+def cpu_model() -> str:
+    # x86 says "model name"; ARM kernels vary: "Model" names the board on a Pi, "Hardware" the SoC.
+    fields: dict[str, str] = {}
+    try:
+        for line in CPUINFO.read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return (fields.get("model name") or fields.get("Hardware") or fields.get("Model")
+            or platform.processor() or platform.machine())
+
+
+def peak_resident_mb() -> float:
+    """This process's peak resident memory so far, in MB."""
+    # VmHWM belongs to the process's memory map, made new by exec. getrusage's ru_maxrss survives
+    # exec: a child started by a big parent would report the parent's size as its own peak.
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        status = ""
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6
+
+
+def delegated_ops(interpreter) -> tuple[int, int] | None:
+    """(operators a delegate runs, operators in the model), or None if the runtime cannot tell.
+
+    The interpreter's log line about creating the XNNPACK delegate is printed once per process,
+    so it cannot say which of several models was delegated. The graph can: each DELEGATE node
+    stands for the operators it replaced, which are those lying on a path from its inputs to its
+    outputs. With LiteRT's default op resolver the only delegate applied is XNNPACK.
+    """
+    try:
+        ops = interpreter._get_ops_details()  # not public API, but in LiteRT, tflite-runtime and tf.lite alike
+    except AttributeError:
+        return None
+    plain = [op for op in ops if op["op_name"] != "DELEGATE"]
+    covered: set[int] = set()
+    for node in (op for op in ops if op["op_name"] == "DELEGATE"):
+        covered |= _between(plain, set(node["inputs"]), set(node["outputs"]))
+    return len(covered), len(plain)
+
+
+def _between(ops: list[dict], inputs: set[int], outputs: set[int]) -> set[int]:
+    """Indices of ops computable from inputs alone that also feed, directly or not, one of outputs."""
+    known, forward = set(inputs), set()
+    for op in ops:  # TFLite stores operators in execution order
+        if all(t < 0 or t in known for t in op["inputs"]):
+            forward.add(op["index"])
+            known.update(op["outputs"])
+    wanted, backward = set(outputs), set()
+    for op in reversed(ops):
+        if wanted.intersection(op["outputs"]):
+            backward.add(op["index"])
+            wanted.update(t for t in op["inputs"] if t >= 0 and t not in inputs)
+    return forward & backward
