@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from binbot.device import run_cli
+from binbot.device import bench_cli, run_cli
 from binbot.helpformat import DefaultsFormatter
 
 
@@ -25,6 +25,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     inspect.add_argument("--threads", type=int, default=2, help="interpreter threads for the self-test")
     inspect.set_defaults(handler=_inspect)
     run_cli.register(commands)
+    bench_cli.register(commands)
 
 
 def _inspect(args: argparse.Namespace) -> int:
