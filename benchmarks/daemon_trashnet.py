@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -83,6 +84,15 @@ def rss_mb(pid: int) -> float:
     return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
 
 
+def frames_classified(url: str) -> int:
+    """The daemon's frame count from /healthz, which answers 503 (with the same JSON) until frames flow."""
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=10) as response:
+            return json.loads(response.read())["frames"]
+    except urllib.error.HTTPError as error:
+        return json.loads(error.read())["frames"]
+
+
 def daemon_sustained(bundle: Path, folder: Path | None, threads: int, frames: int, log: Path) -> dict:
     """The daemon looping over the photos (or, folder None, the bundle's in-memory self-test frames):
     fps between frame 100 and `frames`, RSS at both."""
@@ -102,8 +112,7 @@ def daemon_sustained(bundle: Path, folder: Path | None, threads: int, frames: in
         marks = {}
         for target in (100, frames):
             while True:
-                with urllib.request.urlopen(url + "/healthz", timeout=10) as response:
-                    count = json.loads(response.read())["frames"]
+                count = frames_classified(url)
                 if count >= target:
                     marks[target] = (count, time.monotonic(), rss_mb(process.pid))
                     break
