@@ -58,7 +58,7 @@ def test_bench_reports_every_stage_and_figure_for_each_bundle_and_thread_count(s
     assert machine["cpu"] and machine["cores"] >= 1 and machine["system"]
     assert report["runtime"] == report["results"][0]["runtime"] and report["bench_peak_rss_mb"] > 0
     assert report["runs"] == 6 and report["warmup"] == 2 and report["compare"] is False
-    assert "self-test" not in report["source"] and report["source"].endswith("selftest.npz (in memory)")
+    assert report["source"] == f"replay of {small_cnn_bundles['int8'] / 'selftest.npz'} (in memory)"
 
 
 def test_table_shows_the_same_figures_as_the_json(small_cnn_bundles, tmp_path, capsys):
