@@ -11,16 +11,15 @@ from pathlib import Path
 
 from binbot.helpformat import DefaultsFormatter
 
-USAGE = """binbot deploy [options] BUNDLE HOST [HOST ...]
-       binbot deploy --status [options] HOST [HOST ...]
-       binbot deploy --rollback [options] HOST [HOST ...]"""
+USAGE = """binbot deploy [options] BUNDLE [HOST ...] [--hosts FILE]
+       binbot deploy --status [options] [HOST ...] [--hosts FILE]
+       binbot deploy --rollback [options] [HOST ...] [--hosts FILE]"""
 
-EPILOG = """HOST is [user@]host[:port], as ssh takes it (a name from ~/.ssh/config works), optionally followed by
-/PATH to use another remote folder on that host than --remote-dir. Hosts are handled in parallel, each
-line of progress starting with its host; a table sums up at the end, and the exit status is 1 if any
-host failed (for --status: if any is unreachable or not serving its current bundle).
-
-On the Pi, bundles live in DIR/bundles/<id>/, with `current` and `previous` symlinks. A deploy
+EPILOG = """HOST is [user@]host[:port], as ssh takes it (a name from ~/.ssh/config works). Pis set up
+differently from the options go in a --hosts file (TOML, a table per Pi: host, and optionally
+remote_dir, health_url, reload_command). Hosts are handled in parallel, each line of progress
+starting with its host; a table sums up at the end, and the exit status is 1 if any host failed
+(for --status: if any is unreachable or not serving its current bundle). On the Pi, bundles live in DIR/bundles/<id>/, with `current` and `previous` symlinks. A deploy
 uploads to <id>.partial, verifies every file's sha256 there, renames it to <id>, switches `current` by
 renaming a new symlink over it, reloads the service and waits for /healthz to report the new model. If
 it does not within --timeout, `current` is switched back and the service reloaded again."""
@@ -34,7 +33,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "(your keys, agent and ~/.ssh/config apply; it never asks for a password). The bundle is verified "
         "here first, as the Pi will verify it, and a bad one is refused before anything is sent.",
     )
-    deploy.add_argument("targets", nargs="+", metavar="BUNDLE HOST", help="the bundle folder, then one or more hosts")
+    deploy.add_argument("targets", nargs="*", metavar="BUNDLE HOST", help="the bundle folder, then the hosts")
+    deploy.add_argument("--hosts", type=Path, metavar="FILE", help="TOML file of hosts, for Pis that differ")
     action = deploy.add_mutually_exclusive_group()
     action.add_argument("--status", action="store_true",
                         help="show each host's current and previous bundle, the bundles there, and /healthz")
@@ -68,23 +68,29 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _deploy(args: argparse.Namespace) -> int:
     from binbot.errors import BinbotError
     from binbot.systemd import deploy
+    from binbot.systemd.fleet import read_hosts_file
     from binbot.systemd.remote import SshSettings, parse_host, require_ssh
 
-    if args.status or args.rollback:
-        bundle_path, host_specs = None, args.targets
-    elif len(args.targets) < 2:
-        raise BinbotError("give the bundle folder and at least one host: binbot deploy BUNDLE HOST [HOST ...]")
-    else:
-        bundle_path, host_specs = Path(args.targets[0]), args.targets[1:]
-    hosts = [parse_host(spec) for spec in host_specs]
-    repeated = sorted({spec for spec in host_specs if host_specs.count(spec) > 1})
-    if repeated:
-        raise BinbotError(f"host {repeated[0]} is named twice")
     for option, value in (("--timeout", args.timeout), ("--keep", args.keep), ("--parallel", args.parallel),
                           ("--connect-timeout", args.connect_timeout)):
         if value < 1:
             raise BinbotError(f"{option} must be at least 1, not {value:g}")
     settings = deploy.Settings(args.remote_dir, args.reload_command, args.health_url, args.timeout, args.keep)
+    if args.status or args.rollback:
+        bundle_path, host_specs = None, args.targets
+    elif args.targets:
+        bundle_path, host_specs = Path(args.targets[0]), args.targets[1:]
+    else:
+        raise BinbotError("give the bundle folder to deploy, then the hosts (or --status or --rollback)")
+    hosts = [(parse_host(spec), settings) for spec in host_specs]
+    if args.hosts:
+        hosts += read_hosts_file(args.hosts, settings)
+    if not hosts:
+        raise BinbotError("no host given: name one or more after the bundle, or pass --hosts FILE")
+    names = [host.name for host, _ in hosts]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise BinbotError(f"host {repeated[0]} is named twice")
     ssh = SshSettings(args.ssh_config, tuple(args.ssh_option or ()), args.connect_timeout, args.sudo)
     if ssh.config and not ssh.config.is_file():
         raise BinbotError(f"{ssh.config}: ssh config file not found")
@@ -99,26 +105,27 @@ def _deploy(args: argparse.Namespace) -> int:
         bundle = deploy.check_local(bundle_path, args.threads, print)
         print(f"bundle {bundle.id} verifies; deploying to {len(hosts)} host(s)")
         work = lambda remote, settings, say: deploy.deploy(remote, settings, bundle, say)  # noqa: E731
-    outcomes = on_every_host(hosts, ssh, settings, work, args.parallel)
+    outcomes = on_every_host(hosts, ssh, work, args.parallel)
     print_summary(outcomes)
     return 0 if all(outcome.ok for outcome in outcomes) else 1
 
 
-def on_every_host(hosts: list, ssh, settings, work: Callable, parallel: int) -> list:
-    """work(remote, settings, say) on each host in threads; each host's lines prefixed with its name."""
+def on_every_host(hosts: list, ssh, work: Callable, parallel: int) -> list:
+    """work(remote, settings, say) for each (host, settings) in threads; each host's lines start with its name."""
     from binbot.errors import BinbotError
     from binbot.systemd.deploy import Outcome
     from binbot.systemd.remote import Remote, RemoteError
 
     lock = threading.Lock()
 
-    def one(host) -> Outcome:
+    def one(host, settings) -> Outcome:
         def say(line: str) -> None:
             with lock:
                 print(f"{host.name}: {line}")
 
         try:
-            outcome = work(Remote(host, ssh), settings, say)
+            with Remote(host, ssh) as remote:
+                outcome = work(remote, settings, say)
         except RemoteError as error:
             outcome = Outcome(host.name, "failed", "", error.problem, ok=False)
         except BinbotError as error:
@@ -129,7 +136,7 @@ def on_every_host(hosts: list, ssh, settings, work: Callable, parallel: int) -> 
         return outcome
 
     with ThreadPoolExecutor(max_workers=min(parallel, len(hosts))) as pool:
-        return list(pool.map(one, hosts))
+        return list(pool.map(lambda pair: one(*pair), hosts))
 
 
 def print_summary(outcomes: list) -> None:

@@ -32,7 +32,7 @@ BUNDLE_ID = re.compile(r"[0-9a-f]{12}")
 
 @dataclass(frozen=True)
 class Settings:
-    """How the service is laid out and reloaded on the Pis (the defaults are the installer's)."""
+    """How the service is laid out and reloaded on a Pi (the defaults are the installer's)."""
 
     remote_dir: str = "/var/lib/binbot"
     reload_command: str = "systemctl reload-or-restart binbot"
@@ -40,8 +40,9 @@ class Settings:
     timeout: float = 60.0
     keep: int = 3
 
-    def bundles_dir(self, remote: Remote) -> str:
-        return (remote.target.remote_dir or self.remote_dir).rstrip("/") + "/bundles"
+    @property
+    def bundles_dir(self) -> str:
+        return self.remote_dir.rstrip("/") + "/bundles"
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ command -v sha256sum >/dev/null 2>&1 || { echo "binbot: sha256sum (coreutils) is
 check_sums() {
     failed=$(printf '%s' "$1" | sha256sum --check --quiet --strict - 2>/dev/null) && return 0
     failed=$(printf '%s\n' "$failed" | sed -n 's/: FAILED.*//p' | tr '\n' ' ')
+    failed=${failed% }
     return 1
 }
 """
@@ -211,7 +213,7 @@ find . -maxdepth 1 -name '*.partial' -type d -mmin +60 -exec rm -rf -- {} +
 # --- steps ---------------------------------------------------------------------------------------
 
 def read_state(remote: Remote, settings: Settings) -> HostState:
-    output = remote.run(STATE_SCRIPT, settings.bundles_dir(remote), HEALTH_PROGRAM, settings.health_url,
+    output = remote.run(STATE_SCRIPT, settings.bundles_dir, HEALTH_PROGRAM, settings.health_url,
                         privileged=True)
     state = HostState()
     for line in output.splitlines():
@@ -241,7 +243,7 @@ def parse_health(text: str) -> dict:
 
 def put_bundle(remote: Remote, bundle: LocalBundle, settings: Settings, state: HostState, say: Say) -> None:
     """Make bundles/<id> a verified copy of bundle: reuse one that verifies, else upload."""
-    folder = settings.bundles_dir(remote)
+    folder = settings.bundles_dir
     if bundle.id in state.bundles:
         try:
             remote.run(VERIFY_SCRIPT, folder, bundle.id, bundle.checksum_lines(), privileged=True)
@@ -271,7 +273,7 @@ def write_tar(stream: BinaryIO, bundle: LocalBundle) -> None:
 
 
 def switch(remote: Remote, settings: Settings, current: str, previous: str) -> None:
-    remote.run(SWITCH_SCRIPT, settings.bundles_dir(remote), current, previous, privileged=True)
+    remote.run(SWITCH_SCRIPT, settings.bundles_dir, current, previous, privileged=True)
 
 
 def reload_and_wait(remote: Remote, settings: Settings, want: str, error_before: str) -> tuple[dict, str]:
@@ -309,7 +311,7 @@ def prune(remote: Remote, settings: Settings, state: HostState, keep_ids: set[st
     if not doomed:
         return
     try:
-        remote.run(PRUNE_SCRIPT, settings.bundles_dir(remote), *doomed, privileged=True)
+        remote.run(PRUNE_SCRIPT, settings.bundles_dir, *doomed, privileged=True)
         say(f"removed old bundles {', '.join(doomed)} (keeping {settings.keep})")
     except RemoteError as error:
         say(f"could not remove old bundles: {error.problem}")
@@ -326,6 +328,8 @@ def activate(remote: Remote, settings: Settings, state: HostState, target: str, 
         say(f"serving {target}: {describe_health(health)}")
         return Outcome(remote.name, result, target, describe_health(health), ok=True)
 
+    if state.current_id and not serving(state.health, state.current_id):
+        reason += f" (and before the switch /healthz was not ok with {state.current_id} either)"
     say(f"{target} is not serving: {reason}; switching back to {state.current_id or 'no bundle'}")
     try:
         switch(remote, settings, state.current, state.previous)
@@ -379,7 +383,7 @@ def rollback(remote: Remote, settings: Settings, say: Say) -> Outcome:
 
 def status(remote: Remote, settings: Settings, say: Say) -> Outcome:
     state = read_state(remote, settings)
-    folder = settings.bundles_dir(remote)
+    folder = settings.bundles_dir
     say(f"{folder}: current {state.current_id or 'none'}, previous {state.previous_id or 'none'}")
     for bundle_id, mtime in sorted(state.bundles.items(), key=lambda item: item[1], reverse=True):
         role = {state.current_id: " (current)", state.previous_id: " (previous)"}.get(bundle_id, "")

@@ -30,7 +30,7 @@ shift 2
 if [ "$mode" = never ] || { [ "$mode" = auto ] && [ "$(id -u)" -eq 0 ]; }; then
     exec sh -c "$script" binbot "$@"
 fi
-command -v sudo >/dev/null 2>&1 || { echo "binbot: $(id -un) is not root and sudo is not installed" >&2; exit 3; }
+command -v sudo >/dev/null 2>&1 || { echo "binbot: sudo is not installed (with --sudo never, $(id -un) changes the files itself)" >&2; exit 3; }
 exec sudo -n sh -c "$script" binbot "$@"
 """
 
@@ -50,24 +50,17 @@ def require_ssh() -> None:
 
 @dataclass(frozen=True)
 class HostSpec:
-    """One HOST argument: [user@]host[:port][/remote/dir]."""
+    """One host: [user@]host[:port] as ssh takes it, and the name it goes by in output."""
 
-    spec: str
+    name: str
     host: str
     user: str | None = None
     port: int | None = None
-    remote_dir: str | None = None
-
-    @property
-    def name(self) -> str:
-        return self.spec
 
 
-def parse_host(spec: str) -> HostSpec:
-    """Split [user@]host[:port][/remote/dir] (an IPv6 address goes in brackets: [::1]:22)."""
-    rest, slash, path = spec.partition("/")
-    remote_dir = slash + path if slash else None
-    user, at, address = rest.rpartition("@")
+def parse_host(spec: str, name: str | None = None) -> HostSpec:
+    """Split [user@]host[:port] (an IPv6 address goes in brackets: [::1]:22)."""
+    user, at, address = spec.rpartition("@")
     if not at:
         user = None
     port = None
@@ -83,9 +76,9 @@ def parse_host(spec: str) -> HostSpec:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise BinbotError(f"host {spec!r}: port {port_text!r} is not a number from 1 to 65535")
         port = int(port_text)
-    if not host or host.startswith("-") or re.search(r"\s", host) or (at and not user):
-        raise BinbotError(f"host {spec!r}: expected [user@]host[:port][/remote/dir], e.g. pi@binbot.local")
-    return HostSpec(spec, host, user, port, remote_dir)
+    if not host or host.startswith("-") or re.search(r"[\s/]", host) or (at and not user):
+        raise BinbotError(f"host {spec!r}: expected [user@]host[:port], e.g. pi@binbot.local or pi@10.0.0.7:2222")
+    return HostSpec(name or spec, host, user, port)
 
 
 @dataclass(frozen=True)
@@ -97,30 +90,53 @@ class SshSettings:
 
 
 class Remote:
-    """Runs scripts on one host; each run is one ssh connection."""
+    """Runs scripts on one host over one shared ssh connection; use it as a context manager."""
 
     def __init__(self, target: HostSpec, settings: SshSettings):
         self.target, self.settings = target, settings
+        self._sockets: str | None = None
+
+    def __enter__(self) -> Remote:
+        # A deploy is a handful of short commands: one login (for a Pi, about a second) serves them all.
+        self._sockets = tempfile.mkdtemp(prefix="binbot-ssh-")
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._sockets:
+            try:
+                subprocess.run([*self._ssh(), "-O", "exit", self.target.host], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+            except subprocess.TimeoutExpired:
+                pass  # the master ends by itself once idle (ControlPersist)
+            shutil.rmtree(self._sockets, ignore_errors=True)
 
     @property
     def name(self) -> str:
         return self.target.name
 
     def ssh_command(self, remote_command: str) -> list[str]:
+        return [*self._ssh(), self.target.host, remote_command]
+
+    def _ssh(self) -> list[str]:
+        """ssh and this host's options, up to the host name."""
         settings = self.settings
         command = ["ssh", "-T"]
         if settings.config:
             command += ["-F", str(settings.config)]
         # ssh keeps the first value it sees for an option, so the user's come before these defaults.
         # ServerAlive: a dropped link is noticed within 15 s instead of hanging until TCP gives up.
-        for option in (*settings.options, "BatchMode=yes", f"ConnectTimeout={settings.connect_timeout}",
-                       "ServerAliveInterval=5", "ServerAliveCountMax=3"):
+        options = [*settings.options, "BatchMode=yes", f"ConnectTimeout={settings.connect_timeout}",
+                   "ServerAliveInterval=5", "ServerAliveCountMax=3"]
+        if self._sockets:
+            # The shared connection outlives an interrupted binbot by two idle minutes at most.
+            options += ["ControlMaster=auto", f"ControlPath={self._sockets}/%C", "ControlPersist=120"]
+        for option in options:
             command += ["-o", option]
         if self.target.port:
             command += ["-p", str(self.target.port)]
         if self.target.user:
             command += ["-l", self.target.user]
-        return command + [self.target.host, remote_command]
+        return command
 
     def run(self, script: str, *args: str, privileged: bool = False, timeout: float = 120,
             send: Callable[[BinaryIO], None] | None = None) -> str:
@@ -173,5 +189,6 @@ def explain_failure(status: int, stderr: str, target: HostSpec) -> str:
         return (f"sudo asks {user} for a password; allow it passwordless sudo (Raspberry Pi OS does for its "
                 "first user), or use --sudo never with a --remote-dir that user can write")
     if status == 255:
-        return f"ssh: {lines[-1] if lines else 'connection failed'}"
+        last = lines[-1] if lines else "connection failed"
+        return last if last.startswith("ssh: ") else f"ssh: {last}"
     return lines[-1] if lines else f"remote command failed with exit status {status}"

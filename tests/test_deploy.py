@@ -1,0 +1,444 @@
+"""`binbot deploy` against a real OpenSSH server on 127.0.0.1 and a real `binbot run` standing in for the service.
+
+Each "Pi" is a folder on this machine (its --remote-dir), reached over ssh as root through the sshd
+this module starts (host aliases pi1, pi2, flaky, down in a generated ssh config). Its service is a
+`binbot run` on <folder>/bundles/current, reloaded with `kill -HUP`, its /healthz read on loopback
+as on a Pi.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from binbot.cli import main
+from binbot.device.bundle import MANIFEST, manifest_checksum, read_bundle
+from binbot.errors import BinbotError
+from binbot.systemd.deploy import Settings
+from binbot.systemd.fleet import read_hosts_file
+from binbot.systemd.remote import HostSpec, parse_host
+from test_daemon import wait_for
+
+SSHD = Path("/usr/sbin/sshd")
+# A drop after this many bytes from the client spares the small commands (about 6 KB with the ssh
+# handshake) and cuts an upload (the same plus a bundle of some 25 KB) mid-way.
+DROP_AFTER_BYTES = 12_000
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class DroppingProxy:
+    """A TCP relay to sshd that cuts any connection once the client has sent limit bytes: a dropped link."""
+
+    def __init__(self, target_port: int, limit: int):
+        self.target_port, self.limit, self.dropped = target_port, limit, 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._relay, args=(client, upstream, self.limit), daemon=True).start()
+            threading.Thread(target=self._relay, args=(upstream, client, None), daemon=True).start()
+
+    def _relay(self, source, sink, limit):
+        sent = 0
+        try:
+            while data := source.recv(65536):
+                sent += len(data)
+                if limit is not None and sent > limit:
+                    self.dropped += 1
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            sock.close()
+
+    def close(self):
+        self.server.close()
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """A real sshd on a free loopback port accepting a generated key for root, and an ssh config to reach it."""
+    if not SSHD.exists():
+        pytest.skip(f"{SSHD} is not installed (apt install openssh-server)")
+    folder = tmp_path_factory.mktemp("ssh")
+    for key in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / key)], check=True)
+    shutil.copy(folder / "client_key.pub", folder / "authorized_keys")
+    port = free_port()
+    (folder / "sshd_config").write_text(f"""\
+Port {port}
+ListenAddress 127.0.0.1
+HostKey {folder}/host_key
+PidFile {folder}/sshd.pid
+AuthorizedKeysFile {folder}/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+""")
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation folder
+    log = open(folder / "sshd.log", "w")
+    process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(folder / "sshd_config")], stderr=log)
+    wait_for("sshd to listen", lambda: process.poll() is not None or "Server listening" in (folder / "sshd.log").read_text())
+    assert process.poll() is None, f"sshd exited:\n{(folder / 'sshd.log').read_text()}"
+    proxy = DroppingProxy(port, DROP_AFTER_BYTES)
+    common = f"""\
+  HostName 127.0.0.1
+  User root
+  IdentityFile {folder}/client_key
+  IdentitiesOnly yes
+  StrictHostKeyChecking no
+  UserKnownHostsFile {folder}/known_hosts
+  LogLevel ERROR
+"""
+    (folder / "ssh_config").write_text(
+        f"Host pi1 pi2\n  Port {port}\n{common}"
+        f"Host flaky\n  Port {proxy.port}\n{common}"
+        f"Host down\n  Port {free_port()}\n{common}"  # nothing listens there
+    )
+    yield {"port": port, "folder": folder, "config": folder / "ssh_config", "proxy": proxy}
+    proxy.close()
+    process.terminate()
+    process.wait(timeout=10)
+    log.close()
+
+
+class Pi:
+    """A folder laid out as the installer leaves /var/lib/binbot, with `binbot run` serving bundles/current."""
+
+    def __init__(self, folder: Path, bundle: Path, images: Path):
+        self.folder, self.bundles = folder, folder / "bundles"
+        self.bundles.mkdir(parents=True)
+        first = read_bundle(bundle).id
+        shutil.copytree(bundle, self.bundles / first)
+        (self.bundles / "current").symlink_to(first)
+        self.log = folder / "daemon.log"
+        with open(self.log, "w") as log:
+            # Paced, so that a few of these do not take the CPU from the ssh sessions under test.
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "binbot", "run", "--bundle", str(self.bundles / "current"),
+                 "--source", f"replay:{images}", "--fps", "20", "--http", "127.0.0.1:0", "--threads", "1",
+                 "--events", os.devnull], stdout=subprocess.DEVNULL, stderr=log)
+        self.url = wait_for("the daemon to listen", self._address)
+        wait_for("the daemon to serve", lambda: self.health().get("ok"))
+
+    def _address(self):
+        if self.process.poll() is not None:
+            raise AssertionError(f"binbot run exited with {self.process.returncode}:\n{self.log.read_text()}")
+        found = re.search(r"listening on (http://\S+)", self.log.read_text())
+        return found and found.group(1)
+
+    def health(self) -> dict:
+        """/healthz, fetched by the test itself over HTTP."""
+        try:
+            with urllib.request.urlopen(self.url + "/healthz", timeout=10) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return json.loads(error.read())
+
+    def link(self, name: str) -> str | None:
+        path = self.bundles / name
+        return os.readlink(path) if path.is_symlink() else None
+
+    def service_options(self) -> list[str]:
+        """The options that make deploy find this Pi's folder and service."""
+        return ["--remote-dir", str(self.folder), "--reload-command", f"kill -HUP {self.process.pid}",
+                "--health-url", f"{self.url}/healthz"]
+
+    def hosts_file_entry(self, name: str, host: str) -> str:
+        return (f'[{name}]\nhost = "{host}"\nremote_dir = "{self.folder}"\n'
+                f'reload_command = "kill -HUP {self.process.pid}"\nhealth_url = "{self.url}/healthz"\n')
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def make_pi(tmp_path, image_folder, small_cnn_bundles):
+    pis = []
+
+    def make(name: str = "pi", first: str = "int8") -> Pi:
+        pis.append(Pi(tmp_path / name, small_cnn_bundles[first], image_folder))
+        return pis[-1]
+
+    yield make
+    for pi in pis:
+        pi.stop()
+
+
+@pytest.fixture
+def deploy(sshd, capsys):
+    """Runs `binbot deploy ARGS -F <the test ssh config>` in this process: (exit status, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(["deploy", *args, "-F", str(sshd["config"]), "--timeout", "30"])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def bundle_id(bundle: Path) -> str:
+    return read_bundle(bundle).id
+
+
+def test_a_good_deploy_switches_current_and_the_running_daemon_serves_the_new_model(make_pi, deploy, small_cnn_bundles):
+    pi = make_pi()
+    old, new = bundle_id(small_cnn_bundles["int8"]), bundle_id(small_cnn_bundles["float16"])
+    assert pi.health()["model"] == old
+
+    code, out, err = deploy(str(small_cnn_bundles["float16"]), "pi1", *pi.service_options())
+
+    assert code == 0, err
+    assert pi.link("current") == new and pi.link("previous") == old
+    assert pi.health()["model"] == new and pi.health()["ok"]
+    assert sorted(p.name for p in (pi.bundles / new).iterdir()) == sorted(p.name for p in small_cnn_bundles["float16"].iterdir())
+    assert not (pi.bundles / f"{new}.partial").exists()
+    assert "pi1: checksums verified on the host" in out
+    assert re.search(rf"^pi1\s+deployed\s+{new}\b", out, re.M), out
+
+
+def test_deploying_the_current_bundle_again_is_a_no_op_that_says_so(make_pi, deploy, small_cnn_bundles):
+    pi = make_pi()
+    assert deploy(str(small_cnn_bundles["float16"]), "pi1", *pi.service_options())[0] == 0
+    link_before = (pi.bundles / "current").lstat()
+    reloads_before = pi.log.read_text().count("SIGHUP")
+
+    code, out, _ = deploy(str(small_cnn_bundles["float16"]), "pi1", *pi.service_options())
+
+    assert code == 0
+    assert "already current and serving; nothing to do" in out
+    assert re.search(rf"^pi1\s+unchanged\b", out, re.M)
+    link_after = (pi.bundles / "current").lstat()
+    assert (link_after.st_ino, link_after.st_mtime_ns) == (link_before.st_ino, link_before.st_mtime_ns)
+    assert pi.log.read_text().count("SIGHUP") == reloads_before
+
+
+def test_status_rollback_and_pruning_with_user_host_port_and_ssh_options(make_pi, sshd, capsys, small_cnn_bundles):
+    """Without the ssh config file: root@127.0.0.1:PORT and the key and known-hosts file as -o options."""
+    pi = make_pi()
+    host = f"root@127.0.0.1:{sshd['port']}"
+    ssh = ["-o", f"IdentityFile={sshd['folder']}/client_key", "-o", "StrictHostKeyChecking=no",
+           "-o", f"UserKnownHostsFile={sshd['folder']}/known_hosts", "-o", "LogLevel=ERROR"]
+    first, second, third = (bundle_id(small_cnn_bundles[mode]) for mode in ("int8", "float16", "float32"))
+    for mode in ("float16", "float32"):
+        assert main(["deploy", str(small_cnn_bundles[mode]), host, "--keep", "2", *ssh, *pi.service_options()]) == 0
+    out = capsys.readouterr().out
+    assert f"removed old bundles {first} (keeping 2)" in out
+    assert sorted(p.name for p in pi.bundles.iterdir() if not p.is_symlink()) == sorted([second, third])
+
+    assert main(["deploy", "--status", host, *ssh, *pi.service_options()]) == 0
+    out = capsys.readouterr().out
+    assert f"current {third}, previous {second}" in out
+    assert re.search(rf"{third}  uploaded .* \(current\)", out) and re.search(rf"{second}  uploaded .* \(previous\)", out)
+    assert f"/healthz: ok, model {third}" in out
+
+    assert main(["deploy", "--rollback", host, *ssh, *pi.service_options()]) == 0
+    out = capsys.readouterr().out
+    assert pi.link("current") == second and pi.link("previous") == third
+    assert pi.health()["model"] == second
+    assert re.search(rf"^{re.escape(host)}\s+rolled back\s+{second}\b", out, re.M)
+
+
+def test_a_damaged_copy_on_the_host_is_uploaded_again(make_pi, deploy, small_cnn_bundles):
+    """A bundle left on the Pi from an earlier deploy whose file changed there (an SD card error) is not reused."""
+    pi = make_pi()
+    new = bundle_id(small_cnn_bundles["float16"])
+    assert deploy(str(small_cnn_bundles["float16"]), "pi1", *pi.service_options())[0] == 0
+    assert deploy("--rollback", "pi1", *pi.service_options())[0] == 0
+    with open(pi.bundles / new / "labels.txt", "a") as labels:
+        labels.write("glass\n")
+
+    code, out, err = deploy(str(small_cnn_bundles["float16"]), "pi1", *pi.service_options())
+
+    assert code == 0, err
+    assert f"pi1: {pi.bundles}/{new} does not match its checksums (labels.txt); uploading it again" in out
+    assert (pi.bundles / new / "labels.txt").read_bytes() == (small_cnn_bundles["float16"] / "labels.txt").read_bytes()
+    assert pi.health()["model"] == new
+
+
+def test_an_interrupted_upload_leaves_the_old_bundle_active_and_adopts_nothing(make_pi, deploy, sshd, small_cnn_bundles):
+    """The connection drops mid-upload (a relay cuts it, as a lost Wi-Fi link would); a later deploy starts afresh."""
+    pi = make_pi()
+    old, new = bundle_id(small_cnn_bundles["int8"]), bundle_id(small_cnn_bundles["float32"])
+    dropped_before = sshd["proxy"].dropped
+
+    code, out, err = deploy(str(small_cnn_bundles["float32"]), "flaky", *pi.service_options())
+
+    assert code == 1
+    assert sshd["proxy"].dropped > dropped_before
+    assert re.fullmatch(r"binbot deploy: error: flaky: upload failed, nothing switched: ssh: .+\n", err), err
+    assert pi.link("current") == old and pi.link("previous") is None
+    assert not (pi.bundles / new).exists()
+    assert pi.health()["model"] == old and "SIGHUP" not in pi.log.read_text()
+
+    code, out, err = deploy(str(small_cnn_bundles["float32"]), "pi1", *pi.service_options())
+    assert code == 0, err
+    assert "uploading" in out and pi.link("current") == new and pi.health()["model"] == new
+    assert not (pi.bundles / f"{new}.partial").exists()
+
+
+@pytest.fixture
+def bundle_from_a_newer_binbot(small_cnn_bundles, tmp_path, monkeypatch):
+    """The float16 bundle in a bundle format (2) that this workstation reads but the Pi's binbot does not.
+
+    A real way a bundle passes every check here and is refused on the target: the workstation's
+    binbot was upgraded and its converter writes a newer format, the Pi's was not. The test
+    process plays the newer binbot (it accepts versions 1 and 2); the daemon, a separate process,
+    is the older one on the Pi. The Pi's own loader refuses the bundle, as it would one failing its
+    self-test there, and the daemon keeps serving its old model while deploy rolls `current` back.
+    """
+    bundle = shutil.copytree(small_cnn_bundles["float16"], tmp_path / "format2")
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    manifest["format_version"] = 2
+    manifest["manifest_sha256"] = manifest_checksum(manifest)
+    (bundle / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    monkeypatch.setattr("binbot.device.bundle.SUPPORTED_FORMAT_VERSIONS", (1, 2))
+    return bundle
+
+
+def test_a_bundle_the_target_refuses_is_rolled_back(make_pi, deploy, bundle_from_a_newer_binbot, small_cnn_bundles):
+    pi = make_pi()
+    assert deploy(str(small_cnn_bundles["float32"]), "pi1", *pi.service_options())[0] == 0
+    old, earlier = bundle_id(small_cnn_bundles["float32"]), bundle_id(small_cnn_bundles["int8"])
+    refused = bundle_id(bundle_from_a_newer_binbot)
+
+    code, out, err = deploy(str(bundle_from_a_newer_binbot), "pi1", *pi.service_options())
+
+    assert code == 1
+    assert f"current -> {refused}" in out  # it really was switched, then switched back
+    assert pi.link("current") == old and pi.link("previous") == earlier
+    assert pi.health()["model"] == old and pi.health()["ok"]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("binbot deploy: error: pi1: the service refused it: ")
+    assert "bundle format version 2 is not supported" in line and line.endswith(f"rolled back to {old}")
+    assert re.search(rf"^pi1\s+FAILED\s+{old}\b", out, re.M)
+
+
+def test_several_hosts_deploy_in_parallel_and_an_unreachable_one_fails_alone(make_pi, deploy, small_cnn_bundles,
+                                                                              tmp_path):
+    """Two Pis (each its own folder and service, so they go in a hosts file) and one that does not answer."""
+    kitchen, garage = make_pi("kitchen"), make_pi("garage")
+    hosts = tmp_path / "pis.toml"
+    hosts.write_text(kitchen.hosts_file_entry("kitchen", "pi1") + garage.hosts_file_entry("garage", "pi2")
+                     + '[shed]\nhost = "down"\n')
+    new = bundle_id(small_cnn_bundles["float16"])
+
+    code, out, err = deploy(str(small_cnn_bundles["float16"]), "--hosts", str(hosts))
+
+    assert code == 1
+    for name, pi in (("kitchen", kitchen), ("garage", garage)):
+        assert pi.link("current") == new and pi.health()["model"] == new
+        assert f"{name}: serving {new}" in out
+        assert re.search(rf"^{name}\s+deployed\s+{new}\s", out, re.M), out
+    assert re.search(r"^shed\s+FAILED\s+-\s+ssh: connect to host 127\.0\.0\.1 port \d+: Connection refused$", out, re.M), out
+    assert re.fullmatch(r"binbot deploy: error: shed: ssh: connect to host 127\.0\.0\.1 port \d+: Connection refused\n", err)
+    progress = [line for line in out.splitlines() if line.startswith(("kitchen:", "garage:", "shed:"))]
+    assert len(progress) >= 10 and all(line.startswith(("kitchen: ", "garage: ")) for line in progress)
+
+
+def test_unreachable_and_refused_hosts_are_one_line_errors(deploy):
+    code, out, err = deploy("--status", "down", "nosuchuser@pi1")
+
+    assert code == 1
+    errors = err.strip().splitlines()
+    assert len(errors) == 2
+    assert any(re.fullmatch(r"binbot deploy: error: down: ssh: connect to host 127\.0\.0\.1 port \d+: Connection refused", e)
+               for e in errors), errors
+    assert "binbot deploy: error: nosuchuser@pi1: ssh: permission denied for nosuchuser; install your public key" \
+        in err, err
+
+
+def test_sudo_always_on_a_host_without_sudo_says_so(make_pi, deploy):
+    if shutil.which("sudo"):
+        pytest.skip("sudo is installed here")
+    pi = make_pi()
+    code, _, err = deploy("--status", "pi1", "--sudo", "always", *pi.service_options())
+    assert code == 1
+    assert err == "binbot deploy: error: pi1: sudo is not installed (with --sudo never, root changes the files itself)\n"
+
+
+def test_rollback_without_a_previous_bundle_is_refused(make_pi, deploy, small_cnn_bundles):
+    pi = make_pi()
+    code, _, err = deploy("--rollback", "pi1", *pi.service_options())
+    assert code == 1
+    assert err == ("binbot deploy: error: pi1: no previous bundle to roll back to "
+                   "(nothing was deployed before the current one)\n")
+    assert pi.link("current") == bundle_id(small_cnn_bundles["int8"])
+
+
+def test_a_bad_bundle_is_refused_before_any_connection(deploy, small_cnn_bundles, tmp_path, sshd):
+    broken = shutil.copytree(small_cnn_bundles["int8"], tmp_path / "broken")
+    with open(broken / "model.tflite", "r+b") as model:
+        model.seek(100)
+        model.write(b"\x00\x01\x02")
+    log_before = (sshd["folder"] / "sshd.log").read_text().count("Accepted publickey")
+
+    code, out, err = deploy(str(broken), "pi1", "--remote-dir", str(tmp_path / "pi"))
+
+    assert code == 1
+    assert err.strip() == (f"binbot deploy: error: {broken / 'model.tflite'}: corrupt or changed since conversion "
+                           "(sha256 does not match bundle.json); copy the bundle again")
+    assert not (tmp_path / "pi").exists()
+    assert (sshd["folder"] / "sshd.log").read_text().count("Accepted publickey") == log_before
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("pi", HostSpec("pi", "pi")),
+    ("pi@binbot.local", HostSpec("pi@binbot.local", "binbot.local", user="pi")),
+    ("pi@10.0.0.7:2222", HostSpec("pi@10.0.0.7:2222", "10.0.0.7", user="pi", port=2222)),
+    ("root@[::1]:22", HostSpec("root@[::1]:22", "::1", user="root", port=22)),
+])
+def test_host_specs(spec, expected):
+    assert parse_host(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["pi:ssh", "pi:70000", "@pi", "-oProxyCommand=x", "", "[::1", "pi/var/lib"])
+def test_bad_host_specs_are_refused(spec):
+    with pytest.raises(BinbotError, match=re.escape(f"host {spec!r}")):
+        parse_host(spec)
+
+
+def test_a_hosts_file_overrides_settings_per_host_and_refuses_unknown_keys(tmp_path):
+    hosts = tmp_path / "pis.toml"
+    hosts.write_text('[kitchen]\nhost = "pi@kitchen.local"\n\n[garage]\nhost = "pi@10.0.0.9:2222"\nremote_dir = "/srv/binbot"\n')
+    defaults = Settings(health_url="http://127.0.0.1:9000/healthz")
+
+    (kitchen, kitchen_settings), (garage, garage_settings) = read_hosts_file(hosts, defaults)
+
+    assert kitchen == HostSpec("kitchen", "kitchen.local", user="pi") and kitchen_settings == defaults
+    assert garage == HostSpec("garage", "10.0.0.9", user="pi", port=2222)
+    assert garage_settings.remote_dir == "/srv/binbot" and garage_settings.health_url == defaults.health_url
+    hosts.write_text('[kitchen]\nhost = "pi@kitchen.local"\nremotedir = "/srv"\n')
+    with pytest.raises(BinbotError, match=re.escape(f"{hosts}: [kitchen] has unknown key 'remotedir'")):
+        read_hosts_file(hosts, defaults)
