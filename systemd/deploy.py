@@ -305,32 +305,34 @@ def why_not_serving(health: dict, want: str, error_before: str, timeout: float) 
 
 
 def prune(remote: Remote, settings: Settings, state: HostState, keep_ids: set[str], say: Say) -> None:
-    """Delete all but the newest settings.keep bundles; keep_ids (current and previous) always stay."""
+    """Delete all but the newest settings.keep bundles (keep_ids, current and previous, always stay) and stale uploads."""
     others = sorted((b for b in state.bundles if b not in keep_ids), key=state.bundles.get, reverse=True)
     doomed = others[max(0, settings.keep - len(keep_ids)):]
-    if not doomed:
+    if not doomed and not state.partials:
         return
     try:
         remote.run(PRUNE_SCRIPT, settings.bundles_dir, *doomed, privileged=True)
-        say(f"removed old bundles {', '.join(doomed)} (keeping {settings.keep})")
+        if doomed:
+            say(f"removed old bundles {', '.join(doomed)} (keeping {settings.keep})")
     except RemoteError as error:
         say(f"could not remove old bundles: {error.problem}")
 
 
 def activate(remote: Remote, settings: Settings, state: HostState, target: str, result: str, say: Say) -> Outcome:
-    """Point current at target, reload, and wait for it; on failure put both links back and reload again."""
+    """Point current at target (a link target), reload, and wait for it; on failure put both links back, reload again."""
     new_previous = state.current or state.previous
+    target_id = Path(target).name
     switch(remote, settings, target, new_previous)
-    say(f"current -> {target} (previous: {Path(new_previous).name or 'none'}); reloading: {settings.reload_command}")
+    say(f"current -> {target_id} (previous: {Path(new_previous).name or 'none'}); reloading: {settings.reload_command}")
     error_before = state.health.get("reload_error") or ""
-    health, reason = reload_and_wait(remote, settings, target, error_before)
+    health, reason = reload_and_wait(remote, settings, target_id, error_before)
     if not reason:
-        say(f"serving {target}: {describe_health(health)}")
-        return Outcome(remote.name, result, target, describe_health(health), ok=True)
+        say(f"serving {target_id}: {describe_health(health)}")
+        return Outcome(remote.name, result, target_id, describe_health(health), ok=True)
 
     if state.current_id and not serving(state.health, state.current_id):
         reason += f" (and before the switch /healthz was not ok with {state.current_id} either)"
-    say(f"{target} is not serving: {reason}; switching back to {state.current_id or 'no bundle'}")
+    say(f"{target_id} is not serving: {reason}; switching back to {state.current_id or 'no bundle'}")
     try:
         switch(remote, settings, state.current, state.previous)
         if not state.current:

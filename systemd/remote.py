@@ -189,6 +189,7 @@ def explain_failure(status: int, stderr: str, target: HostSpec) -> str:
         return (f"sudo asks {user} for a password; allow it passwordless sudo (Raspberry Pi OS does for its "
                 "first user), or use --sudo never with a --remote-dir that user can write")
     if status == 255:
-        last = lines[-1] if lines else "connection failed"
+        # A session sharing a connection ends silently when that connection drops.
+        last = lines[-1] if lines else "the connection was lost"
         return last if last.startswith("ssh: ") else f"ssh: {last}"
     return lines[-1] if lines else f"remote command failed with exit status {status}"
