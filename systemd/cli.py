@@ -86,7 +86,7 @@ def _deploy(args: argparse.Namespace) -> int:
     if args.hosts:
         hosts += read_hosts_file(args.hosts, settings)
     if not hosts:
-        raise BinbotError("no host given: name one or more after the bundle, or pass --hosts FILE")
+        raise BinbotError("no host given: name the hosts (after the bundle, when deploying), or pass --hosts FILE")
     names = [host.name for host, _ in hosts]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
