@@ -1,0 +1,218 @@
+"""The service unit and its default config, checked by the real systemd-analyze and a traced daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from binbot.device.config import KEYS, RunConfig, load_config, tomllib
+from binbot.device.daemon import SHUTDOWN_DEADLINE
+from binbot.systemd import syscall_check
+
+SYSTEMD = Path(__file__).resolve().parents[1] / "systemd"
+UNIT = SYSTEMD / "binbot.service"
+CONFIG = SYSTEMD / "binbot.toml"
+BINBOT = Path(sys.executable).parent / "binbot"
+
+needs_systemd_analyze = pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+needs_strace = pytest.mark.skipif(not shutil.which("strace"), reason="strace not installed")
+
+
+def verify(unit_text: str, root: Path) -> subprocess.CompletedProcess:
+    """`systemd-analyze verify` on unit_text, in a throwaway root holding the paths the unit names.
+
+    verify checks that ExecStart's program exists, and looks for it (and for the targets the unit
+    is ordered against) under --root, so the root gets a placeholder binbot, kill, and a copy of
+    this machine's system units.
+    """
+    for program in ("opt/binbot/venv/bin/binbot", "usr/bin/kill"):
+        (root / program).parent.mkdir(parents=True, exist_ok=True)
+        (root / program).write_text("#!/bin/sh\n")
+        (root / program).chmod(0o755)
+    (root / "bin").symlink_to("usr/bin")
+    system_units = next(p for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")) if p.is_dir())
+    shutil.copytree(system_units, root / "usr/lib/systemd/system", symlinks=True)
+    (root / "etc/systemd/system").mkdir(parents=True)
+    (root / "etc/systemd/system/binbot.service").write_text(unit_text)
+    return subprocess.run(["systemd-analyze", "verify", f"--root={root}", "binbot.service"],
+                          capture_output=True, text=True)
+
+
+@needs_systemd_analyze
+def test_the_unit_passes_systemd_analyze_verify(tmp_path):
+    result = verify(UNIT.read_text(), tmp_path / "root")
+
+    # verify exits 0 even for an unknown key or a bad value; it only prints them.
+    assert result.returncode == 0 and result.stdout + result.stderr == "", result.stdout + result.stderr
+
+
+@needs_systemd_analyze
+def test_verify_would_report_a_misspelled_setting(tmp_path):
+    result = verify(UNIT.read_text().replace("ProtectSystem=", "ProtectSystm="), tmp_path / "root")
+
+    assert "Unknown key 'ProtectSystm'" in result.stdout + result.stderr
+
+
+def exposure(unit: Path) -> tuple[float, str]:
+    result = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
+                            capture_output=True, text=True, check=True)
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+) (\w+)", result.stdout)
+    assert match, result.stdout[-500:]
+    return float(match[1]), match[2]
+
+
+@needs_systemd_analyze
+def test_the_unit_is_rated_ok_or_better_by_systemd_analyze_security():
+    score, verdict = exposure(UNIT)
+
+    assert score <= 4.0, f"exposure {score} {verdict}"
+    assert verdict in ("OK", "SAFE")
+
+
+@needs_systemd_analyze
+def test_the_same_service_without_its_hardening_would_be_rated_exposed(tmp_path):
+    bare = tmp_path / "binbot.service"
+    bare.write_text("[Service]\nType=notify\nExecStart=/opt/binbot/venv/bin/binbot run\nUser=binbot\n")
+
+    score, _ = exposure(bare)
+
+    assert score > 4.0
+
+
+def test_the_unit_follows_the_pi_conventions():
+    unit = syscall_check.read_unit(UNIT)
+    setting = {key: values[-1] for key, values in unit.items()}
+
+    assert shlex.split(setting["ExecStart"]) == ["/opt/binbot/venv/bin/binbot", "run", "--config", "/etc/binbot/binbot.toml"]
+    assert setting["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert (setting["Type"], setting["NotifyAccess"]) == ("notify", "main")
+    assert (setting["User"], setting["Group"], setting["SupplementaryGroups"]) == ("binbot", "binbot", "video")
+    assert (setting["StateDirectory"], setting["ConfigurationDirectory"]) == ("binbot", "binbot")
+    assert setting["Restart"] == "on-failure"
+    # The daemon exits within SHUTDOWN_DEADLINE plus a frame; systemd must not SIGKILL it first.
+    assert seconds(setting["TimeoutStopSec"]) > SHUTDOWN_DEADLINE + 1
+    assert seconds(setting["WatchdogSec"]) >= 10
+    # Without a bundle the unit is skipped; the path is the one the default config serves.
+    condition = re.search(r"^ConditionPathExists=(.+)$", UNIT.read_text(), re.M)[1]
+    assert condition == load_config(CONFIG, {}).bundle == "/var/lib/binbot/bundles/current"
+
+
+def seconds(span: str) -> float:
+    """A systemd time span such as 30s, 2min or 500ms, in seconds."""
+    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(ms|s|min)?", span).groups()
+    return float(number) * {"ms": 0.001, "s": 1, None: 1, "min": 60}[unit]
+
+
+def test_the_default_config_loads_with_the_daemons_own_parser():
+    config = load_config(CONFIG, {})
+
+    assert config.source == "picamera2"
+    assert config.bundle == "/var/lib/binbot/bundles/current"
+    assert config.http == "127.0.0.1:8080"
+    assert config.http_address == ("127.0.0.1", 8080)
+
+
+COMMENTED_SETTING = re.compile(r"^# (\w+) = (.+?)(?:\s+#\s*(.*))?$")
+
+
+def test_the_default_config_shows_every_setting_and_its_commented_examples_load(tmp_path):
+    text = CONFIG.read_text()
+    active = set(tomllib.loads(text))
+    commented = {m[1]: m for m in map(COMMENTED_SETTING.match, text.splitlines()) if m and m[1] in KEYS}
+    uncommented = tmp_path / "binbot.toml"
+    uncommented.write_text("\n".join(f"{m[1]} = {m[2]}" for m in commented.values()) + '\nbundle = "b"\n')
+
+    config = load_config(uncommented, {})  # raises on an unknown key or a wrong type
+
+    assert active | set(commented) == set(KEYS), "a RunConfig field is missing from systemd/binbot.toml"
+    for key, match in commented.items():
+        if "default:" not in (match[3] or ""):  # a line without its own "default:" shows the default
+            assert getattr(config, key) == getattr(RunConfig(), key), f"{key}: the commented value is not the default"
+
+
+class Daemon:
+    """`binbot run` under strace, started as systemd would: a notify socket and a watchdog."""
+
+    def __init__(self, bundle: Path, tmp_path: Path):
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(tmp_path / "notify"))
+        self.notify.settimeout(60)
+        env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify"), WATCHDOG_USEC="2000000")
+        command = [str(BINBOT), "run", "--config", str(CONFIG), "--bundle", str(bundle), "--source", "",
+                   "--http", "127.0.0.1:0", "--fps", "20", "--events", os.devnull]
+        self.trace_file = tmp_path / "strace.txt"
+        self.tracer, self.pid = syscall_check.trace(command, self.trace_file, env=env, stderr=subprocess.PIPE, text=True)
+        self.log: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read_log, daemon=True).start()
+
+    def _read_log(self) -> None:
+        for line in self.tracer.stderr:
+            self.log.put(line)
+
+    def wait_for_log(self, pattern: str) -> re.Match:
+        while True:
+            line = self.log.get(timeout=60)
+            if match := re.search(pattern, line):
+                return match
+
+    def wait_for_notify(self, message: str) -> None:
+        while message not in self.notify.recv(4096).decode().split("\n"):
+            pass
+
+
+@needs_systemd_analyze
+@needs_strace
+def test_the_daemon_stays_inside_the_units_sandbox(small_cnn_bundles, tmp_path):
+    daemon = Daemon(small_cnn_bundles["int8"], tmp_path)
+    try:
+        port = int(daemon.wait_for_log(r"http: listening on http://127\.0\.0\.1:(\d+)")[1])
+        daemon.wait_for_notify("READY=1")
+        for path in ("/healthz", "/metrics", "/latest"):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10).read()
+        os.kill(daemon.pid, signal.SIGHUP)
+        daemon.wait_for_log(r"reload: now serving model")
+        daemon.wait_for_notify("WATCHDOG=1")
+        health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10).read())
+    finally:
+        os.kill(daemon.pid, signal.SIGTERM)
+        daemon.tracer.wait(timeout=60)
+    unit = syscall_check.read_unit(UNIT)
+    sets = syscall_check.syscall_sets()
+
+    report = syscall_check.check(syscall_check.read_trace(daemon.trace_file), unit, sets)
+
+    assert health["ok"] and not health["reload_error"]
+    assert {"socket", "bind", "accept4", "sendto", "mmap", "openat"} <= report.syscalls  # it traced the real thing
+    assert report.problems(unit) == []
+    assert report.denied <= set(syscall_check.HARMLESS_DENIED)
+    assert "/proc/cpuinfo" in report.proc_files  # why the unit has no ProcSubset=pid
+
+
+def test_the_syscall_check_finds_what_a_sandbox_would_refuse():
+    calls = [syscall_check.Call("openat", 'AT_FDCWD, "/proc/cpuinfo", O_RDONLY'),
+             syscall_check.Call("mprotect", "0x7f00, 4096, PROT_READ|PROT_EXEC"),
+             syscall_check.Call("socket", "AF_PACKET, SOCK_RAW, 0"),
+             syscall_check.Call("unshare", "CLONE_NEWNS"),
+             syscall_check.Call("reboot", "")]
+    unit = {"SystemCallFilter": ["@basic-io", "~@privileged"], "RestrictAddressFamilies": ["AF_UNIX AF_INET"]}
+    sets = {"@basic-io": ["openat", "mprotect", "socket"], "@privileged": ["reboot"]}
+
+    report = syscall_check.check(calls, unit, sets)
+
+    assert report.denied == {"unshare", "reboot"}
+    assert len(report.write_execute) == 1 and report.families == {"AF_PACKET"} and len(report.namespaces) == 1
+    assert report.proc_files == {"/proc/cpuinfo"}
+    assert len(report.problems(unit)) == 5
