@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 WEIGHTS ?= imagenet
 DEMO ?= .demo
 
-.PHONY: install demo test clean
+.PHONY: install demo test pi-check clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,12 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Proof that the device side installs and runs on a Pi's CPU: an emulated Debian arm64 root (cached in
+# .cache/pi-check), binbot[device] from aarch64 wheels, classify and run compared with this machine.
+# Takes minutes the first time; needs root:  sudo make pi-check [BUNDLE=dir] [IMAGES="files or folders"]
+pi-check: install
+	VENV=$(VENV) systemd/pi_check.sh $(if $(BUNDLE),--bundle $(BUNDLE)) $(IMAGES)
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache
