@@ -5,7 +5,8 @@
 # runs it through qemu-user-static, installs binbot[device] from the checkout into a venv there (pip
 # picks the aarch64 wheels of ai-edge-litert, numpy and OpenCV), and runs `binbot bundle inspect`,
 # `binbot classify` and a short `binbot run` under emulation. The proof: the emulated classify gives
-# the same labels as this machine's, with probabilities within a tolerance.
+# the same labels as this machine's, with probabilities within a tolerance, both from the image files
+# and from the same model-size inputs (the runtime alone).
 #
 # The root is cached in .cache/pi-check/ (a second run skips debootstrap); delete it to rebuild.
 # Needs root (debootstrap, chroot, binfmt_misc). Prints each step's time and PASS or FAIL at the end.
@@ -112,7 +113,8 @@ in_root() {  # run a command in the arm64 root with a clean environment, under a
   done
   timeout "$TIMEOUT" chroot "$ROOT" /usr/bin/env -i HOME=/root LANG=C.UTF-8 QEMU_CPU="$QEMU_CPU" \
     PATH=/opt/binbot/venv/bin:/usr/local/bin:/usr/bin:/bin PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_CERT=/etc/ssl/certs/pi-check-host.crt "${passed[@]}" "$@"
+    PIP_CERT=/etc/ssl/certs/pi-check-host.crt "${passed[@]}" "$@" ||
+    { local status=$?; ((status != 124)) || echo "pi_check.sh: error: $1 timed out after $TIMEOUT s" >&2; return $status; }
 }
 
 [[ $(id -u) == 0 ]] || die "needs root for debootstrap, chroot and binfmt_misc: sudo make pi-check"
@@ -250,8 +252,11 @@ else
 fi
 if ((${#IMAGES[@]} == 0)); then
   IMAGES=("$CACHE/images")
-  [[ -d $CACHE/images ]] || "$VENV/bin/python" -m binbot.train.synthetic "$CACHE/images.partial" --per-class 4 --seed 2
-  [[ -d $CACHE/images ]] || mv "$CACHE/images.partial" "$CACHE/images"
+  if [[ ! -d $CACHE/images ]]; then
+    rm -rf "$CACHE/images.partial"
+    "$VENV/bin/python" -m binbot.train.synthetic "$CACHE/images.partial" --per-class 4 --seed 2
+    mv "$CACHE/images.partial" "$CACHE/images"
+  fi
 fi
 
 # The bundle, images and checkout are copied into the root, so nothing from the host is mounted in it
@@ -308,23 +313,26 @@ EOF
 end
 
 begin "classify (x86)"
-"$VENV/bin/binbot" classify "$WORK/bundle" "${X86_IMAGES[@]}" --top-k "$CLASSES" --threads 2 \
+"$VENV/bin/binbot" classify "$WORK/bundle" "${X86_IMAGES[@]}" --top-k "$CLASSES" \
   --json "$WORK/x86-files.json" | sed "s|$WORK/images/||"
-"$VENV/bin/binbot" classify "$WORK/bundle" "$WORK/inputs" --top-k "$CLASSES" --threads 2 \
+"$VENV/bin/binbot" classify "$WORK/bundle" "$WORK/inputs" --top-k "$CLASSES" \
   --json "$WORK/x86-inputs.json" >/dev/null
 end "image files and model-size inputs"
 
 # --- install and run under emulation ---------------------------------------------------------------------
-# A venv like the Pi's (/opt/binbot/venv, with the system site packages); reused between runs once
-# complete, with binbot itself reinstalled from this checkout every time.
+# A venv like the Pi's (/opt/binbot/venv, with the system site packages), reused once a run has
+# completed it; binbot itself is reinstalled from this checkout every time.
 begin "pip install (arm64)"
-if [[ ! -f $ROOT/opt/binbot/venv/.complete ]]; then
+COMPLETE=$ROOT/opt/binbot/venv/.pi-check-complete
+if [[ -f $COMPLETE ]]; then  # a previous run's venv: keep its packages, replace binbot
+  rm "$COMPLETE"
+  in_root pip uninstall -q -y binbot
+else
   rm -rf "$ROOT/opt/binbot/venv"
   in_root python3 -m venv --system-site-packages /opt/binbot/venv
 fi
-in_root pip uninstall -q -y binbot 2>/dev/null || true
 in_root pip install --progress-bar off '/pi-check/src[device]'
-touch "$ROOT/opt/binbot/venv/.complete"
+touch "$COMPLETE"
 VERSIONS=$(in_root pip list --format=freeze 2>/dev/null | grep -iE '^(binbot|ai-edge-litert|numpy|opencv-python-headless)==' | tr '\n' ' ')
 end "$VERSIONS"
 
