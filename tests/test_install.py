@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import booted_systemd
 import pytest
 
+from binbot.device.bundle import read_bundle
 from binbot.device.config import tomllib
 from binbot.systemd.syscall_check import read_unit
 
@@ -214,3 +218,84 @@ def test_the_script_passes_bash_n_and_shellcheck():
         pytest.skip("shellcheck not installed")
     result = subprocess.run(["shellcheck", str(INSTALL)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+needs_container = pytest.mark.skipif(bool(booted_systemd.can_boot()), reason=booted_systemd.can_boot() or "-")
+
+
+def download_wheelhouse(installed: Installed, wheelhouse: Path) -> Path:
+    """The wheels of exactly what the DESTDIR install put in its venv, for an install without network."""
+    pip = [str(installed.root / "opt/binbot/venv/bin/python"), "-m", "pip"]
+    frozen = subprocess.run([*pip, "freeze", "--local", "--exclude", "binbot"], capture_output=True, text=True,
+                            check=True).stdout.split()
+    subprocess.run([*pip, "download", "--quiet", "--no-deps", "--dest", str(wheelhouse), *frozen, "setuptools>=69"],
+                   check=True, timeout=600)
+    return wheelhouse
+
+
+@needs_container
+def test_the_installed_service_runs_sandboxed_under_a_real_systemd(installed, small_cnn_bundles, tmp_path):
+    """install.sh as a Pi owner runs it, then the unit as systemd 252 really starts, reloads, watches and stops it."""
+    bundle = read_bundle(small_cnn_bundles["int8"])
+    binds = {CHECKOUT: "/src/binbot", download_wheelhouse(installed, tmp_path / "wheels"): "/wheelhouse",
+             bundle.path: "/bundle"}
+    offline_pip = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/wheelhouse", "PIP_CONFIG_FILE": "/dev/null"}
+    with booted_systemd.BootedSystemd(tmp_path / "machine", binds) as machine:
+        first = machine.run("/src/binbot/systemd/install.sh", env=offline_pip, timeout=900)
+        assert "no bundle yet" in first.stdout
+        assert machine.run("systemctl", "is-enabled", "binbot").stdout.strip() == "enabled"
+        assert machine.show("binbot", "ActiveState")["ActiveState"] == "inactive"
+
+        # What a deploy leaves behind, and a config for a machine without a camera; a short
+        # watchdog, so that the test can see it petted and see it bite.
+        machine.run("cp", "-r", "/bundle", f"/var/lib/binbot/bundles/{bundle.id}")
+        machine.run("ln", "-s", bundle.id, "/var/lib/binbot/bundles/current")
+        machine.run("sed", "-i", 's/^source = "picamera2"/source = ""\\nfps = 10.0/', "/etc/binbot/binbot.toml")
+        machine.run("mkdir", "-p", "/etc/systemd/system/binbot.service.d")
+        machine.run("tee", "/etc/systemd/system/binbot.service.d/watchdog.conf", input="[Service]\nWatchdogSec=3s\n")
+        machine.run("systemctl", "daemon-reload")
+
+        second = machine.run("/src/binbot/systemd/install.sh", env=offline_pip, check=False, timeout=300)
+        assert second.returncode == 0 and "started binbot.service" in second.stdout, (
+            second.stdout + second.stderr + machine.journal("binbot"))
+        service = machine.show("binbot", "ActiveState", "SubState", "MainPID", "NRestarts", "WatchdogUSec")
+        assert (service["ActiveState"], service["SubState"], service["NRestarts"]) == ("active", "running", "0")
+        assert service["WatchdogUSec"] == "3s"
+        health = json.loads(machine.run("/opt/binbot/venv/bin/python", "-c", HEALTHZ).stdout)
+        assert health["ok"] and health["model"] == bundle.id
+
+        # The sandbox is really on: no privileges, seccomp filters, the video group, read-only /opt.
+        pid = service["MainPID"]
+        status = dict(line.split(":\t", 1) for line in machine.run("cat", f"/proc/{pid}/status").stdout.splitlines())
+        video = machine.run("getent", "group", "video").stdout.split(":")[2]
+        assert status["NoNewPrivs"] == "1" and status["Seccomp"] == "2" and int(status["Seccomp_filters"]) > 1
+        assert int(status["CapEff"], 16) == 0 and video in status["Groups"].split()
+        assert machine.run("stat", "-c", "%U", f"/proc/{pid}").stdout.strip() == "binbot"
+        touch = machine.run("nsenter", f"--target={pid}", "--mount", "touch", "/opt/binbot/venv/x", check=False)
+        assert "Read-only file system" in touch.stderr
+        assert machine.run("nsenter", f"--target={pid}", "--mount", "ls", "-A", "/root").stdout == ""
+
+        def watchdog_petted() -> str:
+            return machine.show("binbot", "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"]
+
+        first_ping = watchdog_petted()
+        machine.wait_until(lambda: watchdog_petted() != first_ping, "watchdog ping", "binbot")
+
+        machine.run("systemctl", "reload", "binbot")
+        machine.wait_until(lambda: "reload: now serving model" in machine.journal("binbot"), "reload", "binbot")
+
+        again = machine.run("/src/binbot/systemd/install.sh", env=offline_pip)
+        assert "nothing to do" in again.stdout
+
+        machine.run("kill", "-STOP", pid)  # a hung daemon: it stops petting the watchdog
+        machine.wait_until(lambda: machine.show("binbot", "NRestarts", "ActiveState") == {
+            "NRestarts": "1", "ActiveState": "active"}, "restart after the watchdog", "binbot")
+        assert "Watchdog timeout" in machine.journal("binbot")
+        assert machine.show("binbot", "MainPID")["MainPID"] != pid
+
+        machine.run("systemctl", "stop", "binbot")
+        stopped = machine.show("binbot", "ActiveState", "Result", "ExecMainStatus")
+        assert stopped == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}, machine.journal("binbot")
+
+
+HEALTHZ = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=10).read().decode())"
