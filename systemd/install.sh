@@ -42,8 +42,8 @@ check_prerequisites() {
     [[ $(id -u) -eq 0 ]] || fail "must run as root: sudo $0"
     [[ -f $CHECKOUT/pyproject.toml ]] || fail "$CHECKOUT/pyproject.toml missing: run install.sh from a BinBot checkout"
     [[ -x $PYTHON ]] || fail "$PYTHON not found; install Python: sudo apt install python3"
-    "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 10)' 2>/dev/null ||
-        fail "$PYTHON is older than Python 3.10, which binbot needs"
+    "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null ||
+        fail "$PYTHON is older than Python 3.11 (Raspberry Pi OS Bookworm has 3.11)"
     "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null ||
         fail "$PYTHON cannot create virtual environments: sudo apt install python3-venv"
     [[ -f $DESTDIR/etc/passwd && -f $DESTDIR/etc/group ]] ||
@@ -102,7 +102,8 @@ ensure_venv() {
     [[ -n $system_numpy ]] && say "keeping the system's numpy $system_numpy (apt's picamera2 is built against it)"
     say "installing binbot[device] into $VENV (pip; a few minutes on a Pi)"
     "$venv/bin/python" -m pip install --disable-pip-version-check --no-warn-script-location \
-        --constraint "$build/constraints.txt" "$build/src[device]"
+        --constraint "$build/constraints.txt" "$build/src[device]" ||
+        fail "pip could not install binbot[device] into $VENV (see above); run install.sh again once that is fixed"
     "$venv/bin/binbot" --version > /dev/null || fail "$VENV/bin/binbot does not run after installing"
     echo "$stamp" > "$venv/.binbot-source"
     code_changed=1

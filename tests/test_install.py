@@ -43,9 +43,9 @@ def make_pi_root(root: Path, video_group: bool = True) -> Path:
     return root
 
 
-def run_install(root: Path, install: Path = INSTALL) -> subprocess.CompletedProcess:
-    return subprocess.run([str(install)], env=dict(os.environ, DESTDIR=str(root)), capture_output=True, text=True,
-                          timeout=900)
+def run_install(root: Path, install: Path = INSTALL, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(install)], env=dict(os.environ, DESTDIR=str(root), **env), capture_output=True,
+                          text=True, timeout=900)
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -210,6 +210,19 @@ def test_a_root_without_group_video_is_refused_before_anything_is_written(tmp_pa
     assert result.stderr.strip().splitlines() == [
         f"install.sh: error: group video does not exist in {root}/etc/group (it owns the camera devices)"]
     assert sorted(p.name for p in root.iterdir()) == ["etc"]
+
+
+def test_a_failed_pip_install_stops_before_the_unit_and_is_retried_next_time(tmp_path):
+    root = make_pi_root(tmp_path / "root")
+
+    result = run_install(root, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(tmp_path), PIP_CONFIG_FILE=os.devnull)
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "install.sh: error: pip could not install binbot[device] into /opt/binbot/venv (see above); "
+        "run install.sh again once that is fixed")
+    assert not (root / "opt/binbot/venv/.binbot-source").exists()  # so the next run installs again
+    assert not (root / "etc/systemd/system/binbot.service").exists()
 
 
 def test_the_script_passes_bash_n_and_shellcheck():
