@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{len(report.syscalls)} distinct system calls; against {args.unit}:")
     for name in sorted(report.denied):
-        print(f"  denied by SystemCallFilter=: {name}" + (f" ({HARMLESS_DENIED[name]})" if name in HARMLESS_DENIED else ""))
+        why = f" ({HARMLESS_DENIED[name]})" if name in HARMLESS_DENIED else ""
+        print(f"  denied by SystemCallFilter=: {name}{why}")
     for path in sorted(report.proc_files):
         print(f"  reads {path} (ProcSubset=pid would hide it)")
     problems = report.problems(unit)

@@ -101,7 +101,8 @@ class BootedSystemd:
                                  *(f"{k}={v}" for k, v in environment.items()), *command],
                                 capture_output=True, text=True, timeout=timeout, input=input)
         if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+            raise AssertionError(f"{' '.join(command)} exited {result.returncode}:\n"
+                                 f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
         return result
 
     def show(self, unit: str, *properties: str) -> dict[str, str]:

@@ -7,7 +7,6 @@ import os
 import shutil
 import stat
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,7 @@ SYSTEM_PYTHON = Path("/usr/bin/python3")
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="install.sh runs as root (it creates users and owns files)"),
     pytest.mark.skipif(not shutil.which("useradd"), reason="useradd not installed"),
-    pytest.mark.skipif(subprocess.run([SYSTEM_PYTHON, "-c", "import ensurepip, venv"], capture_output=True).returncode != 0,
+    pytest.mark.skipif(subprocess.run([SYSTEM_PYTHON, "-c", "import ensurepip, venv"], capture_output=True).returncode,
                        reason=f"{SYSTEM_PYTHON} cannot create venvs (apt install python3-venv)"),
 ]
 
@@ -54,7 +53,8 @@ def snapshot(root: Path) -> dict[str, tuple]:
     for path in [root, *root.rglob("*")]:
         info = path.lstat()
         target = os.readlink(path) if path.is_symlink() else None
-        listing[str(path.relative_to(root))] = (info.st_mode, info.st_uid, info.st_gid, info.st_size, info.st_mtime_ns, target)
+        listing[str(path.relative_to(root))] = (
+            info.st_mode, info.st_uid, info.st_gid, info.st_size, info.st_mtime_ns, target)
     return listing
 
 
@@ -159,10 +159,11 @@ def copy_checkout(destination: Path) -> Path:
     """The files install.sh builds from (as pyproject.toml lists them), plus systemd/, in a new checkout."""
     project = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())
     destination.mkdir(parents=True)
-    for name in ["pyproject.toml", project["project"]["readme"], *project["tool"]["setuptools"]["package-dir"].values()]:
+    package_dirs = project["tool"]["setuptools"]["package-dir"].values()
+    for name in ["pyproject.toml", project["project"]["readme"], *package_dirs]:
         source = CHECKOUT / name
         if source.is_dir():
-            shutil.copytree(source, destination / name, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+            shutil.copytree(source, destination / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(source, destination / name)
     return destination
@@ -308,7 +309,9 @@ def test_the_installed_service_runs_sandboxed_under_a_real_systemd(installed, sm
 
         machine.run("systemctl", "stop", "binbot")
         stopped = machine.show("binbot", "ActiveState", "Result", "ExecMainStatus")
-        assert stopped == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}, machine.journal("binbot")
+        clean_exit = {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}
+        assert stopped == clean_exit, machine.journal("binbot")
 
 
-HEALTHZ = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=10).read().decode())"
+HEALTHZ = ("import urllib.request; "
+           "print(urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=10).read().decode())")

@@ -96,7 +96,8 @@ def test_the_unit_follows_the_pi_conventions():
     unit = syscall_check.read_unit(UNIT)
     setting = {key: values[-1] for key, values in unit.items()}
 
-    assert shlex.split(setting["ExecStart"]) == ["/opt/binbot/venv/bin/binbot", "run", "--config", "/etc/binbot/binbot.toml"]
+    assert shlex.split(setting["ExecStart"]) == [
+        "/opt/binbot/venv/bin/binbot", "run", "--config", "/etc/binbot/binbot.toml"]
     assert setting["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert (setting["Type"], setting["NotifyAccess"]) == ("notify", "main")
     assert (setting["User"], setting["Group"], setting["SupplementaryGroups"]) == ("binbot", "binbot", "video")
@@ -154,7 +155,8 @@ class Daemon:
         command = [str(BINBOT), "run", "--config", str(CONFIG), "--bundle", str(bundle), "--source", "",
                    "--http", "127.0.0.1:0", "--fps", "20", "--events", os.devnull]
         self.trace_file = tmp_path / "strace.txt"
-        self.tracer, self.pid = syscall_check.trace(command, self.trace_file, env=env, stderr=subprocess.PIPE, text=True)
+        self.tracer, self.pid = syscall_check.trace(command, self.trace_file, env=env, stderr=subprocess.PIPE,
+                                                    text=True)
         self.log: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read_log, daemon=True).start()
 
