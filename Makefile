@@ -32,6 +32,8 @@ demo: install
 	@echo "the daemon on the replayed hold-out images, paced to 10 fps, for 6 seconds (events, then its fps):"
 	timeout --preserve-status -s TERM 6 $(BIN)/binbot run --bundle $(DEMO)/bundle \
 	  --source replay:$(DEMO)/holdout --fps 10 --window 3 --http off
+	@echo "the bundle's latency on this machine, stage by stage (binbot bench):"
+	$(BIN)/binbot bench $(DEMO)/bundle --source replay:$(DEMO)/holdout --runs 100
 	@echo "demo done: see $(DEMO)/run/report.md, $(DEMO)/holdout-evaluation/report.md and the bundle in $(DEMO)/bundle"
 
 test: install
