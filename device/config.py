@@ -7,16 +7,11 @@ an error that names the key, so a typo in /etc/binbot/binbot.toml cannot silentl
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10: the same parser, as a package
-    import tomli as tomllib
-
 from binbot.errors import BinbotError
+from binbot.tomlfile import read_toml
 
 
 @dataclass(frozen=True)
@@ -50,13 +45,7 @@ def load_config(path: Path | None, overrides: dict) -> RunConfig:
     """The file's settings (if any) with the non-None overrides on top, validated."""
     values: dict = {}
     if path is not None:
-        try:
-            with open(path, "rb") as file:
-                values = tomllib.load(file)
-        except FileNotFoundError:
-            raise BinbotError(f"{path}: config file not found") from None
-        except tomllib.TOMLDecodeError as error:
-            raise BinbotError(f"{path}: not valid TOML ({error})") from None
+        values = read_toml(path, "config file")
         values = {key: check(key, value, str(path)) for key, value in values.items()}
     values.update({key: check(key, value, "command line") for key, value in overrides.items() if value is not None})
     config = replace(RunConfig(), **values)

@@ -15,16 +15,11 @@ An unknown key is an error naming it, so a typo cannot silently deploy somewhere
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10: the same parser, as a package
-    import tomli as tomllib
-
 from binbot.errors import BinbotError
+from binbot.tomlfile import read_toml
 from binbot.systemd.deploy import Settings
 from binbot.systemd.remote import HostSpec, parse_host
 
@@ -33,13 +28,7 @@ PER_HOST = ("remote_dir", "reload_command", "health_url")
 
 def read_hosts_file(path: Path, defaults: Settings) -> list[tuple[HostSpec, Settings]]:
     """Each table's host, with the settings the command line gave overridden by the table's own."""
-    try:
-        with open(path, "rb") as file:
-            tables = tomllib.load(file)
-    except FileNotFoundError:
-        raise BinbotError(f"{path}: hosts file not found") from None
-    except tomllib.TOMLDecodeError as error:
-        raise BinbotError(f"{path}: not valid TOML ({error})") from None
+    tables = read_toml(path, "hosts file")
     if not tables:
         raise BinbotError(f"{path}: lists no hosts (expected a table per Pi, e.g. [kitchen] with host = \"pi@kitchen.local\")")
     hosts = []

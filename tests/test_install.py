@@ -14,7 +14,7 @@ import booted_systemd
 import pytest
 
 from binbot.device.bundle import read_bundle
-from binbot.device.config import tomllib
+from binbot.tomlfile import tomllib
 from binbot.systemd.syscall_check import read_unit
 
 CHECKOUT = Path(__file__).resolve().parents[1]

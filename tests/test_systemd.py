@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from binbot.device.config import KEYS, RunConfig, load_config, tomllib
+from binbot.device.config import KEYS, RunConfig, load_config
+from binbot.tomlfile import tomllib
 from binbot.device.daemon import SHUTDOWN_DEADLINE
 from binbot.systemd import syscall_check
 
