@@ -42,8 +42,7 @@ class PlainModel(Classifier):
     128, float scaled to [-1, 1]), not pixel values as BinBot's bundles do."""
 
     def set_input(self, frame: np.ndarray) -> None:
-        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
-            raise ValueError(f"{self.name} takes RGB uint8 frames of shape {(self.height, self.width, 3)}")
+        self.check_frame(frame)
         tensor = self._input_tensor()[0]
         if self.input.dtype == np.uint8:
             tensor[...] = frame

@@ -130,11 +130,7 @@ class Classifier:
         return self.probabilities()
 
     def set_input(self, frame: np.ndarray) -> None:
-        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
-            raise ValueError(
-                f"{self.name} takes RGB uint8 frames of shape {(self.height, self.width, 3)}, "
-                f"got {frame.dtype} {frame.shape}"
-            )
+        self.check_frame(frame)
         tensor = self._input_tensor()[0]
         q = self.input
         if not q.quantized or q.is_identity:
@@ -142,6 +138,14 @@ class Classifier:
         else:  # a model from elsewhere, whose input is quantized differently
             info = np.iinfo(q.dtype)
             tensor[...] = np.clip(np.rint(frame / q.scale) + q.zero_point, info.min, info.max)
+
+    def check_frame(self, frame: np.ndarray) -> None:
+        """ValueError unless frame is an RGB uint8 array of the model's input size."""
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(
+                f"{self.name} takes RGB uint8 frames of shape {(self.height, self.width, 3)}, "
+                f"got {frame.dtype} {frame.shape}"
+            )
 
     def probabilities(self) -> np.ndarray:
         scores = self.interpreter.get_tensor(self._output_index)[0]
