@@ -291,7 +291,7 @@ def reload_and_wait(remote: Remote, settings: Settings, want: str, error_before:
 
 def why_not_serving(health: dict, want: str, error_before: str, timeout: float) -> str:
     """"" if health reports want and ok; else the reason, in the service's own words where it gave some."""
-    if health.get("model") == want and health.get("ok"):
+    if serving(health, want):
         return ""
     if "unreachable" in health:
         return f"/healthz unreachable after the reload ({health['unreachable']})"
