@@ -7,6 +7,7 @@ from binbot.device.bench import FRAME, PERCENTILES, Target
 from binbot.device.bench_system import machine, peak_resident_mb
 from binbot.device.daemon import now_iso
 from binbot.device.metrics import STAGES
+from binbot.tables import aligned
 
 
 def document(targets: list[Target], source: str, runs: int, warmup: int, compare: bool) -> dict:
@@ -78,9 +79,3 @@ def tables(report: dict) -> str:
     ]
     return "\n".join(lines)
 
-
-def aligned(rows: list[tuple[str, ...]], left: int) -> list[str]:
-    """Rows as columns padded to their widest cell: the first `left` columns flush left, the rest right."""
-    widths = [max(len(row[n]) for row in rows) for n in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) if n < left else cell.rjust(w) for n, (cell, w) in enumerate(zip(row, widths))).rstrip()
-            for row in rows]

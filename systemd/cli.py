@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from binbot.helpformat import DefaultsFormatter
+from binbot.tables import aligned
 
 USAGE = """binbot deploy [options] BUNDLE [HOST ...] [--hosts FILE]
        binbot deploy --status [options] [HOST ...] [--hosts FILE]
@@ -142,7 +143,5 @@ def on_every_host(hosts: list, ssh, work: Callable, parallel: int) -> list:
 def print_summary(outcomes: list) -> None:
     rows = [("host", "result", "model", "detail")]
     rows += [(o.host, o.result if o.ok else o.result.upper(), o.model or "-", o.detail) for o in outcomes]
-    widths = [max(len(row[column]) for row in rows) for column in range(3)]
     print()
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3])
+    print("\n".join(aligned(rows, left=4)))
