@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from binbot.device.config import RunConfig
+from binbot.errors import BinbotError
 from binbot.helpformat import DefaultsFormatter
 
 DEFAULTS = RunConfig()
@@ -67,8 +68,6 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def parse_threads(text: str) -> list[int]:
-    from binbot.errors import BinbotError
-
     parts = [part.strip() for part in text.split(",")]
     if not all(part.isdigit() and int(part) >= 1 for part in parts):
         raise BinbotError(f"--threads {text!r}: give thread counts of 1 or more, comma-separated, e.g. 1,2,4")
@@ -76,8 +75,6 @@ def parse_threads(text: str) -> list[int]:
 
 
 def check_counts(runs: int, warmup: int) -> None:
-    from binbot.errors import BinbotError
-
     if runs < 1:
         raise BinbotError(f"--runs {runs}: must be at least 1")
     if warmup < 0:
@@ -85,8 +82,6 @@ def check_counts(runs: int, warmup: int) -> None:
 
 
 def check_tflite(path: Path) -> None:
-    from binbot.errors import BinbotError
-
     try:
         with open(path, "rb") as file:
             head = file.read(8)
@@ -99,8 +94,6 @@ def check_tflite(path: Path) -> None:
 
 
 def check_writable(path: Path) -> None:
-    from binbot.errors import BinbotError
-
     if path.is_dir():
         raise BinbotError(f"--json {path}: is a folder")
     if not path.parent.is_dir():
@@ -108,7 +101,6 @@ def check_writable(path: Path) -> None:
 
 
 def write_json_atomically(path: Path, report: dict) -> None:
-    from binbot.errors import BinbotError
     from binbot.files import write_json
 
     try:
