@@ -33,6 +33,8 @@ from pathlib import Path
 
 from daemon_trashnet import bare_invoke_rate, daemon_sustained  # the sibling benchmark, not duplicated here
 
+from binbot.device.bundle import MODEL
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 MODES = ("int8", "float16", "dynamic", "float32")
@@ -89,7 +91,7 @@ def main() -> None:
         ready = ready_seconds(int8, args.ready_starts, scratch)
     load_after = os.getloadavg()
 
-    record = markdown(models, photos, daemon, ready, operators([*(b / "model.tflite" for b in bundles), *args.references]),
+    record = markdown(models, photos, daemon, ready, operators([*(b / MODEL for b in bundles), *args.references]),
                       (load_before, load_after), args)
     scratch_out = args.out.with_name(f".{args.out.name}.partial")
     scratch_out.write_text(record)
@@ -177,7 +179,7 @@ def operators(models: list[Path]) -> dict[str, collections.Counter]:
 
 
 def name_of(path: Path) -> str:
-    return path.parent.name if path.name == "model.tflite" else path.stem
+    return path.parent.name if path.name == MODEL else path.stem
 
 
 def results_by(report: dict) -> dict[tuple[str, int], dict]:
@@ -239,7 +241,7 @@ def markdown(models: dict, photos: dict, daemon: dict, ready: list[float], ops: 
         for name in names:
             r = by[(name, threads)]
             invoke, frame = r["stages_ms"]["invoke"], r["stages_ms"]["frame"]
-            size = Path(r["path"]).stat().st_size if r["kind"] == "reference" else (Path(r["path"]) / "model.tflite").stat().st_size
+            size = Path(r["path"]).stat().st_size if r["kind"] == "reference" else (Path(r["path"]) / MODEL).stat().st_size
             xnn = r["xnnpack"]
             lines.append(
                 f"| {name} | {size / 1e6:.2f} MB | {xnn['ops']}/{xnn['of']} ops | {threads} | {invoke['p50']:.2f} ms | "
