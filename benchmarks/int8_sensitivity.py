@@ -6,6 +6,8 @@
 All figures are accuracies on the run's validation split (split.json), next to the Keras model's:
 - weights rounded: the Keras model with each kernel rounded as the int8 converter rounds it
   (batch norm folded in, symmetric, per output channel, -127..127), activations left in float;
+  then only the small kernels (under 1024 weights, the ones dynamic-range mode leaves in
+  float), then all but those;
 - weights moved at random: each weight moved by a uniform random fraction of the same step,
   up to half of it, once per draw: what any change of the rounding's size does to this model;
 - activations rounded: (nearly) every tensor TFLite stores in 8 bits rounded to 8 bits over the range
@@ -36,6 +38,7 @@ from binbot.train.model import base_of, load_checkpoint
 
 INT8_LEVELS = 127
 CALIBRATION_SIZES = (100, 300, 1000)
+SMALL_KERNEL = 1024  # weights; TFLite's dynamic-range mode leaves smaller kernels in float
 
 
 def main() -> None:
@@ -62,6 +65,12 @@ def main() -> None:
 
     round_kernels(model, round_to_steps)
     rows.append(("weights rounded as int8, activations float", probabilities(model, images)))
+    small = [kernel.path for kernel, _ in int8_kernels(model) if np.prod(kernel.shape) < SMALL_KERNEL]
+    for name, chosen in ((f"only the {len(small)} small kernels rounded ({', '.join(small)})", lambda path: path in small),
+                         (f"all but the {len(small)} small kernels rounded", lambda path: path not in small)):
+        model.set_weights(float_weights)
+        round_kernels(model, round_to_steps, chosen)
+        rows.append((name, probabilities(model, images)))
     for draw in range(args.draws):
         model.set_weights(float_weights)
         rng = np.random.default_rng(draw)
@@ -87,13 +96,16 @@ def main() -> None:
         args.out.write_text(table + "\n")
 
 
-def round_kernels(model: keras.Model, change) -> None:
-    """Apply change(kernel, step) to every kernel the converter quantizes, in its folded form.
+def round_kernels(model: keras.Model, change, chosen=lambda path: True) -> None:
+    """Apply change(kernel, step) to every kernel the converter quantizes (or those whose
+    variable path is chosen), in its folded form.
 
     The converter folds each batch norm into the kernel before it (a factor per output channel),
     then gives each output channel one step: its largest magnitude over 127.
     """
     for kernel, factor in int8_kernels(model):
+        if not chosen(kernel.path):
+            continue
         weights = kernel.numpy()
         depthwise = weights.ndim == 4 and weights.shape[-1] == 1  # (h, w, channels, 1): channels are axis 2
         folded = (weights[..., 0] if depthwise else weights) * factor
