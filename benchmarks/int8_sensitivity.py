@@ -19,6 +19,7 @@ All figures are accuracies on the run's validation split (split.json), next to t
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -34,6 +35,7 @@ from binbot.convert import data, tflite
 from binbot.convert.validation import classify_all
 from binbot.device.labels import read_labels
 from binbot.device.runtime import Classifier
+from binbot.errors import BinbotError
 from binbot.train.model import base_of, load_checkpoint
 
 INT8_LEVELS = 127
@@ -93,7 +95,10 @@ def main() -> None:
     print(table)
     print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
     if args.out:
-        args.out.write_text(table + "\n")
+        scratch_out = args.out.with_name(f".{args.out.name}.partial")
+        scratch_out.write_text(table + "\n")
+        os.replace(scratch_out, args.out)
+        print(f"wrote {args.out}", file=sys.stderr)
 
 
 def round_kernels(model: keras.Model, change, chosen=lambda path: True) -> None:
@@ -217,4 +222,7 @@ def markdown(rows: list[tuple[str, np.ndarray]], truth: np.ndarray, checkpoint: 
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BinbotError as error:
+        raise SystemExit(f"int8_sensitivity: {error}") from None
