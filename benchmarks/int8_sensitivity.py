@@ -19,7 +19,6 @@ All figures are accuracies on the run's validation split (split.json), next to t
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from binbot.convert.validation import classify_all
 from binbot.device.labels import read_labels
 from binbot.device.runtime import Classifier
 from binbot.errors import BinbotError
+from binbot.files import write_text
 from binbot.train.model import base_of, load_checkpoint
 
 INT8_LEVELS = 127
@@ -95,9 +95,7 @@ def main() -> None:
     print(table)
     print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
     if args.out:
-        scratch_out = args.out.with_name(f".{args.out.name}.partial")
-        scratch_out.write_text(table + "\n")
-        os.replace(scratch_out, args.out)
+        write_text(args.out, table + "\n")
         print(f"wrote {args.out}", file=sys.stderr)
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from daemon_trashnet import bare_invoke_rate, daemon_sustained  # the sibling benchmark, not duplicated here
 
 from binbot.device.bundle import MODEL
+from binbot.files import write_text
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -93,9 +94,7 @@ def main() -> None:
 
     record = markdown(models, photos, daemon, ready, operators([*(b / MODEL for b in bundles), *args.references]),
                       (load_before, load_after), args)
-    scratch_out = args.out.with_name(f".{args.out.name}.partial")
-    scratch_out.write_text(record)
-    os.replace(scratch_out, args.out)
+    write_text(args.out, record)
     print(record)
     print(f"wrote {args.out}", file=sys.stderr)
 

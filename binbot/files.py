@@ -49,8 +49,12 @@ def build_directory(out: str | Path, force: bool = False) -> Iterator[Path]:
 
 def write_json(path: Path, data: object) -> None:
     """Write data as JSON through a temporary file beside path, so path is never half-written."""
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write text through a temporary file beside path, so path is never half-written."""
     path = Path(path)
-    text = json.dumps(data, indent=2) + "\n"
     handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     try:
         with os.fdopen(handle, "w") as file:
