@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,10 @@ LABELS = "labels.txt"
 SELFTEST = "selftest.npz"
 FILES = (MODEL, LABELS, SELFTEST)
 MODES = ("int8", "float16", "dynamic", "float32")
+# A bundle's id names its folder on the Pi, so it is checked against this form (and against the
+# content it is computed from) wherever a bundle enters: nothing else may reach a path.
+ID_PATTERN = re.compile(r"[0-9a-f]{12}")
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 
 
 def sha256_file(path: Path) -> str:
@@ -146,6 +151,15 @@ def read_bundle(path: str | Path) -> Bundle:
             f"{manifest_path}: expects {manifest['input']['color_order']} frames resized by "
             f"{manifest['input']['resize_policy']!r}; this binbot feeds {frames.COLOR_ORDER} resized by {frames.RESIZE_POLICY!r}"
         )
+    files = _checked_files(manifest_path, field("files", dict))
+    bundle_id_field = field("id", str)
+    if not ID_PATTERN.fullmatch(bundle_id_field):
+        raise BinbotError(f"{manifest_path}: id {bundle_id_field!r} is not a bundle id (12 hex digits); "
+                          "this bundle was not made by binbot convert")
+    computed = bundle_id(files[MODEL]["sha256"], files[LABELS]["sha256"])
+    if bundle_id_field != computed:
+        raise BinbotError(f"{manifest_path}: id {bundle_id_field} is not the id of its model and labels ({computed}); "
+                          "convert the checkpoint again instead of editing a bundle")
     class_names = field("class_names", list)
     if not all(isinstance(name, str) for name in class_names):
         raise BinbotError(f"{manifest_path}: class_names should be a list of names")
@@ -158,7 +172,7 @@ def read_bundle(path: str | Path) -> Bundle:
     return Bundle(
         path=path,
         manifest=manifest,
-        id=field("id", str),
+        id=bundle_id_field,
         class_names=class_names,
         height=field("input.height", int),
         width=field("input.width", int),
@@ -239,17 +253,26 @@ def _check_labels(bundle: Bundle) -> None:
         raise BinbotError(f"{path}: lists {labels}, but {MANIFEST} says the model outputs {expected}")
 
 
+def _checked_files(manifest_path: Path, listed: dict) -> dict:
+    """bundle.json's file list, if it names exactly the bundle's files, each with a sha256 and a size."""
+    if sorted(listed) != sorted(FILES):
+        raise BinbotError(f"{manifest_path}: 'files' lists {sorted(listed)}, expected {sorted(FILES)}")
+    for name, entry in listed.items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+                and SHA256_PATTERN.fullmatch(entry["sha256"])
+                and isinstance(entry.get("bytes"), int) and not isinstance(entry["bytes"], bool) and entry["bytes"] >= 0):
+            raise BinbotError(f"{manifest_path}: files.{name} should be {{\"sha256\": 64 hex digits, \"bytes\": a size}}, "
+                              f"not {entry!r}")
+    return listed
+
+
 def _check_checksums(bundle: Bundle) -> None:
-    listed = bundle.manifest.get("files")
-    if not isinstance(listed, dict):
-        raise BinbotError(f"{bundle.path / MANIFEST}: no 'files' checksums")
+    listed = bundle.manifest["files"]  # its form was checked by read_bundle
     for name in FILES:
         path = bundle.path / name
         if not path.is_file():
             raise BinbotError(f"{path}: missing from the bundle; copy the bundle again")
-        expected = listed.get(name, {}).get("sha256") if isinstance(listed.get(name), dict) else None
-        if expected is None:
-            raise BinbotError(f"{bundle.path / MANIFEST}: has no checksum for {name}")
+        expected = listed[name]["sha256"]
         if sha256_file(path) != expected:
             raise BinbotError(
                 f"{path}: corrupt or changed since conversion (sha256 does not match {MANIFEST}); copy the bundle again"

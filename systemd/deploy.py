@@ -22,12 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from binbot.device.bundle import FILES, MANIFEST, load_bundle, sha256_file
-from binbot.errors import BinbotError
+from binbot.device.bundle import FILES, ID_PATTERN, MANIFEST, load_bundle, sha256_file
 from binbot.systemd.remote import Remote, RemoteError
 
 Say = Callable[[str], None]
-BUNDLE_ID = re.compile(r"[0-9a-f]{12}")
 
 
 @dataclass(frozen=True)
@@ -73,19 +71,12 @@ class HostState:
     """The bundles folder and /healthz of one Pi, as read at one moment."""
 
     user: str = ""
-    current: str = ""  # the `current` link's target as stored ("" if there is none)
+    current: str = ""  # the id `current` points at ("" if there is no link, or it names no bundle)
     previous: str = ""
     bundles: dict[str, int] = field(default_factory=dict)  # id -> modification time
     partials: list[str] = field(default_factory=list)
     health: dict = field(default_factory=dict)
-
-    @property
-    def current_id(self) -> str:
-        return Path(self.current).name if self.current else ""
-
-    @property
-    def previous_id(self) -> str:
-        return Path(self.previous).name if self.previous else ""
+    odd_links: list[str] = field(default_factory=list)  # links that point at something other than a bundle id
 
 
 def check_local(path: Path, threads: int, say: Say) -> LocalBundle:
@@ -157,14 +148,28 @@ check_sums() {
 }
 """
 
+# Every path a script changes is <bundles folder>/<id>[.partial]: an argument that is not a bundle id
+# is refused here too, whatever the workstation checked.
+REQUIRE_IDS = r"""
+require_ids() {
+    for id in "$@"; do
+        case $id in
+            [0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]) ;;
+            *) printf 'binbot: refusing %s: not a bundle id (12 hex digits)\n' "'$id'" >&2; exit 3 ;;
+        esac
+    done
+}
+"""
+
 # $1 bundles folder, $2 id, $3 checksum lines. Input: a tar of the bundle's files.
-UPLOAD_SCRIPT = CHECK_SUMS + r"""
+UPLOAD_SCRIPT = REQUIRE_IDS + CHECK_SUMS + r"""
 set -e
+require_ids "$2"
 mkdir -p "$1"
 cd "$1"
 rm -rf "$2.partial"
 mkdir "$2.partial"
-tar -x --no-same-owner -f - -C "$2.partial"
+tar -x --no-same-owner -f - -C "$2.partial" -- bundle.json labels.txt model.tflite selftest.npz
 cd "$2.partial"
 if ! check_sums "$3"; then
     cd .. && rm -rf "$2.partial"
@@ -181,16 +186,20 @@ mv -T "$2.partial" "$2"
 """
 
 # $1 bundles folder, $2 id, $3 checksum lines.
-VERIFY_SCRIPT = CHECK_SUMS + r"""
+VERIFY_SCRIPT = REQUIRE_IDS + CHECK_SUMS + r"""
+require_ids "$2"
 cd "$1/$2" || exit 3
 check_sums "$3" || { echo "binbot: $1/$2 does not match its checksums (${failed})" >&2; exit 3; }
 """
 
-# $1 bundles folder, $2 new `current` target, $3 new `previous` target ("" removes the link).
+# $1 bundles folder, $2 the id `current` is to name, $3 the id for `previous` ("" removes the link).
 # previous first: if this stops half-way, current still names a complete bundle.
-SWITCH_SCRIPT = r"""
+SWITCH_SCRIPT = REQUIRE_IDS + r"""
 set -e
+require_ids "$2"
+if [ -n "$3" ]; then require_ids "$3"; fi
 cd "$1"
+[ -d "$2" ] || { echo "binbot: $1/$2 is not there" >&2; exit 3; }
 point() {
     if [ -z "$2" ]; then rm -f "$1"; return; fi
     ln -sfn "$2" "$1.new"
@@ -201,10 +210,11 @@ point current "$2"
 """
 
 # $1 bundles folder, then the ids to delete. Uploads cut off over an hour ago go too.
-PRUNE_SCRIPT = r"""
+PRUNE_SCRIPT = REQUIRE_IDS + r"""
 set -e
 cd "$1"
 shift
+require_ids "$@"
 for id in "$@"; do rm -rf -- "$id"; done
 find . -maxdepth 1 -name '*.partial' -type d -mmin +60 -exec rm -rf -- {} +
 """
@@ -221,10 +231,14 @@ def read_state(remote: Remote, settings: Settings) -> HostState:
         if key == "user":
             state.user = value
         elif key in ("current", "previous"):
-            setattr(state, key, value)
+            # Only a link to a bundle id is followed; a new link is always made from an id again.
+            if ID_PATTERN.fullmatch(Path(value).name):
+                setattr(state, key, Path(value).name)
+            else:
+                state.odd_links.append(f"`{key}` points at {value!r}, not at a bundle")
         elif key == "dir":
             mtime, _, name = value.partition(" ")
-            if BUNDLE_ID.fullmatch(name):
+            if ID_PATTERN.fullmatch(name):
                 state.bundles[name] = int(mtime)
             elif name.endswith(".partial"):
                 state.partials.append(name)
@@ -318,46 +332,47 @@ def prune(remote: Remote, settings: Settings, state: HostState, keep_ids: set[st
         say(f"could not remove old bundles: {error.problem}")
 
 
-def activate(remote: Remote, settings: Settings, state: HostState, target: str, result: str, say: Say) -> Outcome:
-    """Point current at target (a link target), reload, and wait for it; on failure put both links back, reload again."""
+def activate(remote: Remote, settings: Settings, state: HostState, target_id: str, result: str, say: Say) -> Outcome:
+    """Point current at target_id, reload, and wait for it; on failure put both links back, reload again."""
     new_previous = state.current or state.previous
-    target_id = Path(target).name
-    switch(remote, settings, target, new_previous)
-    say(f"current -> {target_id} (previous: {Path(new_previous).name or 'none'}); reloading: {settings.reload_command}")
+    switch(remote, settings, target_id, new_previous)
+    say(f"current -> {target_id} (previous: {new_previous or 'none'}); reloading: {settings.reload_command}")
     error_before = state.health.get("reload_error") or ""
     health, reason = reload_and_wait(remote, settings, target_id, error_before)
     if not reason:
         say(f"serving {target_id}: {describe_health(health)}")
         return Outcome(remote.name, result, target_id, describe_health(health), ok=True)
 
-    if state.current_id and not serving(state.health, state.current_id):
-        reason += f" (and before the switch /healthz was not ok with {state.current_id} either)"
-    say(f"{target_id} is not serving: {reason}; switching back to {state.current_id or 'no bundle'}")
+    if state.current and not serving(state.health, state.current):
+        reason += f" (and before the switch /healthz was not ok with {state.current} either)"
+    say(f"{target_id} is not serving: {reason}; switching back to {state.current or 'no bundle'}")
     try:
         switch(remote, settings, state.current, state.previous)
         if not state.current:
             return Outcome(remote.name, "failed", "", f"{reason}; there was no bundle before, so `current` was removed",
                            ok=False)
-        back, back_reason = reload_and_wait(remote, settings, state.current_id, health.get("reload_error") or "")
+        back, back_reason = reload_and_wait(remote, settings, state.current, health.get("reload_error") or "")
     except RemoteError as error:
         return Outcome(remote.name, "failed", "", f"{reason}; switching back failed too: {error.problem}", ok=False)
     if back_reason:
         return Outcome(remote.name, "failed", back.get("model", ""),
-                       f"{reason}; rolled back to {state.current_id}, but it is not serving either: {back_reason}", ok=False)
-    return Outcome(remote.name, "failed", state.current_id, f"{reason}; rolled back to {state.current_id}", ok=False)
+                       f"{reason}; rolled back to {state.current}, but it is not serving either: {back_reason}", ok=False)
+    return Outcome(remote.name, "failed", state.current, f"{reason}; rolled back to {state.current}", ok=False)
 
 
 # --- the three commands, for one host ------------------------------------------------------------
 
 def deploy(remote: Remote, settings: Settings, bundle: LocalBundle, say: Say) -> Outcome:
     state = read_state(remote, settings)
-    say(f"connected as {state.user}; current {state.current_id or 'none'}, /healthz: {describe_health(state.health)}")
-    if state.current_id == bundle.id and serving(state.health, bundle.id):
+    say(f"connected as {state.user}; current {state.current or 'none'}, /healthz: {describe_health(state.health)}")
+    for odd in state.odd_links:
+        say(f"{odd}; it will be replaced")
+    if state.current == bundle.id and serving(state.health, bundle.id):
         return Outcome(remote.name, "unchanged", bundle.id, f"{bundle.id} is already current and serving; nothing to do",
                        ok=True)
     started = time.monotonic()
     put_bundle(remote, bundle, settings, state, say)
-    if state.current_id == bundle.id:
+    if state.current == bundle.id:
         # The files were right but the service is not serving them: a reload is all it takes.
         say(f"current is {bundle.id} already but the service does not serve it; reloading: {settings.reload_command}")
         health, reason = reload_and_wait(remote, settings, bundle.id, state.health.get("reload_error") or "")
@@ -367,7 +382,7 @@ def deploy(remote: Remote, settings: Settings, bundle: LocalBundle, say: Say) ->
         outcome = activate(remote, settings, state, bundle.id, "deployed", say)
     if outcome.ok:
         state.bundles.setdefault(bundle.id, int(time.time()))
-        now_previous = state.previous_id if state.current_id in ("", bundle.id) else state.current_id
+        now_previous = state.previous if state.current in ("", bundle.id) else state.current
         prune(remote, settings, state, {bundle.id, now_previous} - {""}, say)
         say(f"done in {time.monotonic() - started:.1f} s")
     return outcome
@@ -377,26 +392,26 @@ def rollback(remote: Remote, settings: Settings, say: Say) -> Outcome:
     state = read_state(remote, settings)
     if not state.previous:
         raise RemoteError(remote.name, "no previous bundle to roll back to (nothing was deployed before the current one)")
-    if state.previous_id not in state.bundles:
-        raise RemoteError(remote.name, f"the previous bundle {state.previous_id} is no longer there")
-    say(f"rolling back from {state.current_id or 'none'} to {state.previous_id}")
+    if state.previous not in state.bundles:
+        raise RemoteError(remote.name, f"the previous bundle {state.previous} is no longer there")
+    say(f"rolling back from {state.current or 'none'} to {state.previous}")
     return activate(remote, settings, state, state.previous, "rolled back", say)
 
 
 def status(remote: Remote, settings: Settings, say: Say) -> Outcome:
     state = read_state(remote, settings)
     folder = settings.bundles_dir
-    say(f"{folder}: current {state.current_id or 'none'}, previous {state.previous_id or 'none'}")
+    say(f"{folder}: current {state.current or 'none'}, previous {state.previous or 'none'}")
     for bundle_id, mtime in sorted(state.bundles.items(), key=lambda item: item[1], reverse=True):
-        role = {state.current_id: " (current)", state.previous_id: " (previous)"}.get(bundle_id, "")
+        role = {state.current: " (current)", state.previous: " (previous)"}.get(bundle_id, "")
         say(f"  {bundle_id}  uploaded {time.strftime('%Y-%m-%d %H:%M', time.localtime(mtime))}{role}")
     if state.partials:
         say(f"  unfinished uploads (never served): {', '.join(state.partials)}")
     say(f"/healthz: {describe_health(state.health)}")
-    healthy = serving(state.health, state.current_id)
+    healthy = serving(state.health, state.current)
     detail = describe_health(state.health)
-    if not healthy and state.health.get("model") and state.health.get("model") != state.current_id:
-        detail = f"serves {state.health['model']} but current is {state.current_id or 'missing'}; {detail}"
+    if not healthy and state.health.get("model") and state.health.get("model") != state.current:
+        detail = f"serves {state.health['model']} but current is {state.current or 'missing'}; {detail}"
     return Outcome(remote.name, "ok" if healthy else "unhealthy", state.health.get("model", ""), detail, ok=healthy)
 
 

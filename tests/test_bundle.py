@@ -1,6 +1,7 @@
 """The device side of a bundle: loading, verifying, refusing, classifying, inspecting. No TensorFlow needed."""
 
 import json
+import re
 import shutil
 import sys
 
@@ -61,6 +62,38 @@ def test_an_unsupported_format_version_is_refused_with_what_to_do(bundle):
     rewrite_manifest(bundle, lambda m: m.update(format_version=FORMAT_VERSION + 1))
 
     with pytest.raises(BinbotError, match=f"format version {FORMAT_VERSION + 1} is not supported.*update binbot"):
+        read_bundle(bundle)
+
+
+@pytest.mark.parametrize("forged_id, problem", [
+    ("/../../../etc", "is not a bundle id (12 hex digits)"),
+    ("../current", "is not a bundle id (12 hex digits)"),
+    ("0123456789ab", "is not the id of its model and labels"),
+])
+def test_an_id_that_is_not_the_bundles_own_is_refused(bundle, forged_id, problem):
+    """The id becomes a folder name on the Pi: a forger who re-checksums bundle.json cannot choose it."""
+    rewrite_manifest(bundle, lambda m: m.update(id=forged_id))
+
+    with pytest.raises(BinbotError, match=re.escape(f"{bundle / MANIFEST}: id ") + ".?" + re.escape(forged_id) + ".*" + re.escape(problem)):
+        load_bundle(bundle)
+
+
+@pytest.mark.parametrize("entry", ["not a dict", {"sha256": "abc", "bytes": 1}, {"sha256": "0" * 64, "bytes": -1},
+                                   {"sha256": "0" * 64}])
+def test_a_malformed_file_entry_is_a_one_line_error_in_inspect(bundle, capsys, entry):
+    rewrite_manifest(bundle, lambda m: m["files"].update({"labels.txt": entry}))
+
+    assert main(["bundle", "inspect", str(bundle)]) == 1
+
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"binbot bundle: error: {bundle / MANIFEST}: files.labels.txt should be")
+    assert len(captured.err.splitlines()) == 1
+
+
+def test_an_extra_file_entry_is_refused(bundle):
+    rewrite_manifest(bundle, lambda m: m["files"].update({"../../evil": {"sha256": "0" * 64, "bytes": 1}}))
+
+    with pytest.raises(BinbotError, match="'files' lists .*'../../evil'.*, expected"):
         read_bundle(bundle)
 
 

@@ -22,11 +22,12 @@ from pathlib import Path
 import pytest
 
 from binbot.cli import main
-from binbot.device.bundle import MANIFEST, manifest_checksum, read_bundle
+from binbot.device.bundle import FILES, MANIFEST, manifest_checksum, read_bundle
 from binbot.errors import BinbotError
+from binbot.systemd import deploy as deploy_steps
 from binbot.systemd.deploy import Settings
 from binbot.systemd.fleet import read_hosts_file
-from binbot.systemd.remote import HostSpec, parse_host
+from binbot.systemd.remote import HostSpec, Remote, RemoteError, SshSettings, parse_host
 from test_daemon import wait_for
 
 SSHD = Path("/usr/sbin/sshd")
@@ -442,3 +443,69 @@ def test_a_hosts_file_overrides_settings_per_host_and_refuses_unknown_keys(tmp_p
     hosts.write_text('[kitchen]\nhost = "pi@kitchen.local"\nremotedir = "/srv"\n')
     with pytest.raises(BinbotError, match=re.escape(f"{hosts}: [kitchen] has unknown key 'remotedir'")):
         read_hosts_file(hosts, defaults)
+
+
+def test_a_bundle_with_a_forged_id_is_refused_before_any_connection(deploy, small_cnn_bundles, tmp_path, sshd):
+    """bundle.json re-checksummed with an id that would be a path outside the bundles folder on the Pi."""
+    forged = shutil.copytree(small_cnn_bundles["int8"], tmp_path / "forged")
+    manifest = json.loads((forged / MANIFEST).read_text())
+    manifest["id"] = "/../../../victim"
+    manifest["manifest_sha256"] = manifest_checksum(manifest)
+    (forged / MANIFEST).write_text(json.dumps(manifest))
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("still here")
+    log_before = (sshd["folder"] / "sshd.log").read_text().count("Accepted publickey")
+
+    code, out, err = deploy(str(forged), "pi1", "--remote-dir", str(tmp_path / "pi"))
+
+    assert code == 1
+    assert err.strip() == (f"binbot deploy: error: {forged / MANIFEST}: id '/../../../victim' is not a bundle id "
+                           "(12 hex digits); this bundle was not made by binbot convert")
+    assert (victim / "keep.txt").read_text() == "still here" and not (tmp_path / "pi").exists()
+    assert (sshd["folder"] / "sshd.log").read_text().count("Accepted publickey") == log_before
+
+
+@pytest.mark.parametrize("script, args", [
+    (deploy_steps.UPLOAD_SCRIPT, ["../victim", ""]),
+    (deploy_steps.VERIFY_SCRIPT, ["../victim", ""]),
+    (deploy_steps.SWITCH_SCRIPT, ["../victim", ""]),
+    (deploy_steps.SWITCH_SCRIPT, ["0123456789ab", "/tmp"]),
+    (deploy_steps.PRUNE_SCRIPT, ["0123456789ab", "../victim"]),
+    (deploy_steps.PRUNE_SCRIPT, ["."]),
+])
+def test_the_scripts_on_the_pi_refuse_anything_but_a_bundle_id(sshd, tmp_path, script, args):
+    """Called directly, as a tampered or buggy workstation might: nothing outside the bundles folder is touched."""
+    bundles = tmp_path / "pi" / "bundles"
+    (bundles / "0123456789ab").mkdir(parents=True)
+    victim = tmp_path / "pi" / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("still here")
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+
+    with Remote(HostSpec("pi1", "pi1"), SshSettings(config=sshd["config"])) as remote:
+        with pytest.raises(RemoteError, match=r"pi1: refusing '[^']*': not a bundle id \(12 hex digits\)"):
+            remote.run(script, str(bundles), *args, privileged=True)
+
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+    assert (victim / "keep.txt").read_text() == "still here"
+
+
+def test_the_upload_extracts_only_the_bundles_files():
+    for name in (*FILES, MANIFEST):
+        assert f" {name}" in deploy_steps.UPLOAD_SCRIPT.split("tar -x", 1)[1].splitlines()[0]
+
+
+def test_a_current_link_to_something_other_than_a_bundle_is_replaced_by_one_to_an_id(make_pi, deploy, small_cnn_bundles):
+    pi = make_pi()
+    new = bundle_id(small_cnn_bundles["float16"])
+    old = pi.link("current")
+    (pi.bundles / "current").unlink()
+    (pi.bundles / "current").symlink_to(pi.bundles / old / ".." / old)  # absolute, with a detour: still names old
+    (pi.bundles / "previous").symlink_to("../..")
+
+    code, out, err = deploy(str(small_cnn_bundles["float16"]), "pi1", *pi.service_options())
+
+    assert code == 0, err
+    assert "pi1: `previous` points at '../..', not at a bundle; it will be replaced" in out
+    assert pi.link("current") == new and pi.link("previous") == old
