@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     # Progress should reach a log file or the journal as it happens, not when a buffer fills.
-    sys.stdout.reconfigure(line_buffering=True)
+    if sys.stdout is not None:  # None when started with fd 1 closed
+        sys.stdout.reconfigure(line_buffering=True)
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args) or 0

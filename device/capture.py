@@ -68,6 +68,8 @@ class Capture:
         self.input_size = input_size  # (height, width); the daemon changes it when a reload does
         self.state, self.error = "starting", ""
         self.last_read_at: float | None = None  # time.monotonic() of the newest frame read
+        self._unreadable_counted = 0
+        self._next_id = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
 
@@ -79,32 +81,51 @@ class Capture:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        backoff, next_id = FIRST_BACKOFF, 0
+        backoff = FIRST_BACKOFF
         while not self._stop.is_set():
+            delivered_before = self._next_id
             try:
                 self.source.open()
                 if self.state != "starting":
                     self.log(f"source: {self.source.describe()} reopened")
-                self.state, self.error, backoff = "open", "", FIRST_BACKOFF
+                self.state, self.error = "open", ""
                 self.last_read_at = time.monotonic()  # opening counts as a sign of life
-                next_id = self._deliver(next_id)
+                self._deliver()
                 if self.state == "ended":
                     return
-            except SourceError as error:
+            except Exception as error:  # noqa: BLE001 - whatever a camera library raises, the thread must live
+                problem = str(error) if isinstance(error, SourceError) else f"{type(error).__name__}: {error}"
                 self.metrics.errors.labels("source").inc()
-                if self.error != str(error):
-                    self.log(f"source: {error}; reopening (backing off up to {MAX_BACKOFF:g}s)")
-                self.state, self.error = "reopening", str(error)
+                if self.error != problem:
+                    self.log(f"source: {problem}; reopening (backing off up to {MAX_BACKOFF:g}s)")
+                self.state, self.error = "reopening", problem
                 self.metrics.reopens.inc()
             finally:
-                self.source.close()
+                self._close_source()
+            if self._next_id > delivered_before:
+                backoff = FIRST_BACKOFF  # it worked for a while: try again soon
             self._stop.wait(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
 
-    def _deliver(self, next_id: int) -> int:
+    def _count_unreadable(self) -> None:
+        skipped = self.source.unreadable - self._unreadable_counted
+        if skipped:
+            self.metrics.unreadable.inc(skipped)
+            self._unreadable_counted += skipped
+
+    def _close_source(self) -> None:
+        try:
+            self.source.close()
+        except Exception as error:  # noqa: BLE001 - a failing close must not end the capture thread
+            self.log(f"source: closing failed ({type(error).__name__}: {error})")
+
+    def _deliver(self) -> None:
         while not self._stop.is_set():
             start = time.perf_counter()
-            frame = self.source.read()
+            try:
+                frame = self.source.read()
+            finally:
+                self._count_unreadable()
             self.metrics.stage["capture"].observe(time.perf_counter() - start)
             self.last_read_at = time.monotonic()
             if frame is None:
@@ -114,6 +135,5 @@ class Capture:
             resize_start = time.perf_counter()
             resized = Frame(resize_to_input(frame.rgb, *self.input_size), frame.origin)
             resize_seconds = time.perf_counter() - resize_start
-            self.slot.put(Captured(next_id, resized, resize_seconds), self.source.live, self._stop)
-            next_id += 1
-        return next_id
+            self.slot.put(Captured(self._next_id, resized, resize_seconds), self.source.live, self._stop)
+            self._next_id += 1  # kept across reopenings, so that frame ids never repeat

@@ -6,14 +6,12 @@ else happens in the main loop, which also dispatches signals: the handlers only 
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 
@@ -23,6 +21,7 @@ from binbot.device.capture import Capture, Captured, LatestFrame
 from binbot.device.config import RunConfig
 from binbot.device.frames import resize_to_input
 from binbot.device.httpserver import serve
+from binbot.device.jsonlines import JsonLinesWriter
 from binbot.device.metrics import Metrics
 from binbot.device.smoothing import Smoother
 from binbot.device.source import Source, open_source
@@ -33,7 +32,10 @@ SHUTDOWN_DEADLINE = 1.5  # seconds to wait for the capture thread; systemd's is 
 
 
 def log(message: str) -> None:
-    print(f"binbot run: {message}", file=sys.stderr, flush=True)
+    try:
+        print(f"binbot run: {message}", file=sys.stderr, flush=True)
+    except (OSError, ValueError, AttributeError):
+        pass  # stderr closed or gone: the daemon goes on without its log
 
 
 def now_iso() -> str:
@@ -49,6 +51,8 @@ class Daemon:
         self.slot = LatestFrame(self.metrics)
         self.capture: Capture | None = None
         self.latest: dict | None = None
+        self.events: JsonLinesWriter | None = None
+        self.results: JsonLinesWriter | None = None
         self.last_frame_at: float | None = None
         self.fps = 0.0
         self.frames = 0
@@ -68,48 +72,46 @@ class Daemon:
         self.model = self._load("starting")
         classifier = self.model.classifier
         self.capture = Capture(self._source(), self.slot, self.metrics, log, (classifier.height, classifier.width))
-        events = sys.stdout if self.config.events == "-" else open_output(self.config.events, "events")
-        results = open_output(self.config.results, "results") if self.config.results else None
+        self.events = JsonLinesWriter("events", self.config.events, self.metrics, log)
+        self.results = JsonLinesWriter("results", self.config.results, self.metrics, log) if self.config.results else None
         server = self._serve()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, lambda received, _frame: self._signals.append(received))
-        log(f"source: {self.capture.source.describe()}; events to {'stdout' if events is sys.stdout else self.config.events}")
+        log(f"source: {self.capture.source.describe()}; events to {self.events.where}")
         self.capture.start()
         try:
-            self._loop(events, results)
+            self._loop()
         finally:
             sdnotify.notify("STOPPING=1")
             self.capture.stop(SHUTDOWN_DEADLINE)
             if server:
                 server.shutdown()
-            events.flush()
-            if events is not sys.stdout:
-                events.close()
-            if results:
-                results.close()
+            for writer in (self.events, self.results):
+                if writer:
+                    writer.close()
         elapsed = time.monotonic() - self._started
         log(f"stopped after {self.frames} frames in {elapsed:.1f} s ({self.frames / elapsed:.1f} fps overall)")
         return 0
 
-    def _loop(self, events: TextIO, results: TextIO | None) -> None:
+    def _loop(self) -> None:
         while not self._stopping:
             self._dispatch_signals()
             self._adopt_reloaded()
             item = self.slot.take(timeout=0.2)
             if item is not None:
-                self._classify(item, events)
-                if results and self.latest and self.latest["frame"] == item.id:
-                    results.write(json.dumps(self.latest) + "\n")
+                self._classify(item)
+                if self.results and self.latest and self.latest["frame"] == item.id:
+                    self.results.write(self.latest)
             elif self.slot.ended:
                 log("source ended")
                 return
             self._tick()
 
-    def _classify(self, item: Captured, events: TextIO) -> None:
+    def _classify(self, item: Captured) -> None:
         probabilities = self._infer(item)
         if probabilities is None:
             return
-        self._publish(item, probabilities, events)
+        self._publish(item, probabilities)
         self._progress()
 
     def _infer(self, item: Captured) -> np.ndarray | None:
@@ -132,7 +134,7 @@ class Daemon:
         stage["postprocess"].observe(time.perf_counter() - invoked)
         return probabilities
 
-    def _publish(self, item: Captured, probabilities: np.ndarray, events: TextIO) -> None:
+    def _publish(self, item: Captured, probabilities: np.ndarray) -> None:
         """The frame's result for /latest, and an event if the smoothed view changed."""
         bundle = self.model.bundle
         result, change = frame_result(probabilities, bundle.class_names, self.config.top_k, self.smoother)
@@ -140,9 +142,8 @@ class Daemon:
         if change is not None:
             event = {"time": self.latest["time"], **change,
                      "frame": item.id, "origin": item.frame.origin, "model": bundle.id}
-            events.write(json.dumps(event) + "\n")
-            events.flush()
             self.metrics.events.inc()
+            self.events.write(event)
 
     def _progress(self) -> None:
         """A frame was classified: count it, and tell systemd (READY once, WATCHDOG as due)."""
@@ -227,7 +228,8 @@ class Daemon:
         if address is None:
             return None
         try:
-            server = serve(address, self.health, self.metrics.text, lambda: self.latest)
+            server = serve(address, self.health, self.metrics.text, lambda: self.latest,
+                           refused=self.metrics.http_refused.inc)
         except OSError as error:
             raise BinbotError(f"http {self.config.http}: cannot listen ({error.strerror or error})") from None
         host, port = server.server_address[:2]
@@ -254,17 +256,12 @@ class Daemon:
             "last_frame_age": None if age is None else round(age, 3),
             "frames": self.frames,
             "dropped": self.slot.dropped,
-            "source": {"name": capture.source.describe(), "state": state, "error": capture.error},
+            "source": {"name": capture.source.describe(), "state": state, "error": capture.error,
+                       "unreadable": capture.source.unreadable},
             "reload_error": self.reload_error,
+            "outputs": {writer.name: writer.health() for writer in (self.events, self.results) if writer},
             "uptime": round(now - self._started, 1),
         }
-
-
-def open_output(path: str, what: str) -> TextIO:
-    try:
-        return open(path, "a", encoding="utf-8")
-    except OSError as error:
-        raise BinbotError(f"{what} {path}: cannot write ({error.strerror})") from None
 
 
 def frame_source(spec: str, bundle: Bundle, loop: bool = True, fps: float = 0.0) -> Source:

@@ -1,20 +1,80 @@
-"""/healthz, /metrics and /latest over HTTP, answered from a thread beside the inference loop."""
+"""/healthz, /metrics and /latest over HTTP, answered from a thread beside the inference loop.
+
+Clients are not trusted to behave: a connection gets REQUEST_TIMEOUT seconds to send its request,
+and at most MAX_CONNECTIONS are served at once; one more is answered 503 and closed at once, on
+the accepting thread, so a crowd of idle connections costs neither threads nor file descriptors.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
+MAX_CONNECTIONS = 32
+REQUEST_TIMEOUT = 5.0  # seconds a connection may take to send its request (or to take an answer)
+BACKLOG = 128  # connections the kernel holds until they are accepted
+BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        b"Content-Length: 42\r\n\r\n{\"error\": \"too many connections; try again\"}")
+
+
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, up to max_connections; refused() is called for each one turned away."""
+
+    daemon_threads = True
+    request_queue_size = BACKLOG
+
+    def __init__(self, address: tuple[str, int], handler: type, max_connections: int, refused: Callable[[], None]):
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._refused = refused
+        super().__init__(address, handler)
+
+    def process_request(self, request: socket.socket, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._refused()
+            try:
+                request.setblocking(False)
+                request.send(BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()  # no thread was started to release it
+            raise
+
+    def process_request_thread(self, request: socket.socket, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def get_request(self):
+        try:
+            return super().get_request()
+        except OSError as error:
+            if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                # Out of descriptors: the listening socket stays readable, so without a pause this loop spins a core.
+                time.sleep(0.1)
+            raise
+
 
 def serve(address: tuple[str, int], health: Callable[[], tuple[bool, dict]], metrics: Callable[[], bytes],
-          latest: Callable[[], dict | None]) -> ThreadingHTTPServer:
+          latest: Callable[[], dict | None], refused: Callable[[], None] = lambda: None,
+          max_connections: int = MAX_CONNECTIONS) -> ThreadingHTTPServer:
     """Start answering on address (port 0: any free port; see server.server_address) in a daemon thread."""
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = REQUEST_TIMEOUT
+
         def do_GET(self) -> None:
             path = self.path.split("?")[0]
             if path == "/healthz":
@@ -39,7 +99,6 @@ def serve(address: tuple[str, int], health: Callable[[], tuple[bool, dict]], met
         def log_message(self, format: str, *args) -> None:
             pass  # a scrape every few seconds would drown the journal
 
-    server = ThreadingHTTPServer(address, Handler)
-    server.daemon_threads = True
+    server = BoundedHTTPServer(address, Handler, max_connections, refused)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server

@@ -17,9 +17,17 @@ class Metrics:
         self.dropped = Counter("binbot_frames_dropped", "Frames dropped because a newer one arrived first", registry=r)
         self.errors = Counter("binbot_errors", "Errors, by where they happened", ["kind"], registry=r)
         self.reopens = Counter("binbot_source_reopens", "Times the frame source was reopened after failing", registry=r)
-        self.events = Counter("binbot_events", "Events written (stable changes of the item in view)", registry=r)
+        self.unreadable = Counter("binbot_source_unreadable", "Frames or files the source passed over as unreadable",
+                                  registry=r)
+        self.events = Counter("binbot_events", "Events: stable changes of the item in view", registry=r)
         self.reloads = Counter("binbot_reloads", "Bundle reloads, by outcome", ["outcome"], registry=r)
         self.fps = Gauge("binbot_fps", "Frames classified per second, over the last second or so", registry=r)
+        self.output_lines = Counter("binbot_output_lines", "Lines written, by output", ["output"], registry=r)
+        self.output_failures = Counter("binbot_output_write_failures",
+                                       "Lines dropped because they could not be written, by output", ["output"], registry=r)
+        self.output_failing = Gauge("binbot_output_failing", "1 while an output cannot be written", ["output"], registry=r)
+        self.http_refused = Counter("binbot_http_refused", "HTTP connections turned away: too many at once",
+                                    registry=r)
         self.model = Gauge("binbot_model_info", "The model being served (value 1)", ["model", "runtime"], registry=r)
         stage = Histogram("binbot_stage_seconds", "Time per frame in each stage", ["stage"], buckets=BUCKETS, registry=r)
         self.stage = {name: stage.labels(name) for name in STAGES}

@@ -35,6 +35,8 @@ class Source(ABC):
     #: True when frames arrive at the world's pace and stale ones must be dropped;
     #: an unpaced replay is not live, so the daemon classifies every one of its frames.
     live: bool = True
+    #: Frames or files passed over because they could not be read (the daemon counts them in /metrics).
+    unreadable: int = 0
 
     @abstractmethod
     def open(self) -> None:

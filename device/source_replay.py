@@ -22,6 +22,9 @@ class ReplaySource(Source):
         self._video: cv2.VideoCapture | None = None
         self._next = 0
         self._due = 0.0
+        # Image files that were junk or removed since the folder was listed: counted each time a looped
+        # replay comes round to them, never reset.
+        self.unreadable = 0
 
     def describe(self) -> str:
         return f"replay of {self.path}" + (f" at {self.fps:g} fps" if self.fps else "")
@@ -47,21 +50,28 @@ class ReplaySource(Source):
             return self._from_memory()
         if self._video is not None:
             return self._from_video()
-        if self._next == len(self._files):
-            if not self.loop:
-                return None
-            self._next = 0
-        path = self._files[self._next]
-        self._next += 1
-        try:
-            return Frame(read_rgb(path), str(path))
-        except BinbotError as error:  # the file went away or was replaced by junk
-            raise SourceError(str(error)) from None
+        return self._from_files()
 
     def close(self) -> None:
         if self._video is not None:
             self._video.release()
             self._video = None
+
+    def _from_files(self) -> Frame | None:
+        # One bad file must not stop the replay (reopening would restart at the first image and never
+        # get past it), so it is skipped; only a whole pass without a readable image is a failure.
+        for _ in range(len(self._files)):
+            if self._next == len(self._files):
+                if not self.loop:
+                    return None
+                self._next = 0
+            path = self._files[self._next]
+            self._next += 1
+            try:
+                return Frame(read_rgb(path), str(path))
+            except BinbotError:  # junk, or removed since the folder was listed
+                self.unreadable += 1
+        raise SourceError(f"no readable images in {self.path} ({len(self._files)} files tried)")
 
     def _from_memory(self) -> Frame | None:
         if self._next == len(self._frames):

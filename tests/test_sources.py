@@ -1,5 +1,6 @@
 """Frame sources: each delivers RGB uint8, whatever its device's own colour order."""
 
+import re
 import sys
 import types
 
@@ -184,3 +185,58 @@ def test_resize_parity_a_replayed_frame_is_what_training_feeds(image_folder):
     for example, pixels in zip(examples, trained_on):
         np.testing.assert_array_equal(resize_to_input(replayed[str(example.path)], 40, 40), pixels.astype(np.uint8))
     assert tf is not None
+
+
+def write_png(path, colour):
+    cv2.imwrite(str(path), cv2.cvtColor(solid_rgb(colour), cv2.COLOR_RGB2BGR))
+
+
+def test_replay_passes_over_unreadable_files_and_counts_them(tmp_path):
+    write_png(tmp_path / "a.png", RED)
+    (tmp_path / "b.png").write_bytes(b"not a png")
+    write_png(tmp_path / "c.png", GREEN)
+    write_png(tmp_path / "d.png", RED)
+    source = ReplaySource(tmp_path, loop=False)
+    source.open()
+    (tmp_path / "d.png").unlink()  # gone between the listing and the reading
+
+    frames = []
+    while (frame := source.read()) is not None:
+        frames.append(frame)
+
+    assert [f.origin.rsplit("/", 1)[1] for f in frames] == ["a.png", "c.png"]
+    assert source.unreadable == 2
+
+
+def test_a_looped_replay_goes_past_an_unreadable_file_every_time_round(tmp_path):
+    write_png(tmp_path / "a.png", RED)
+    (tmp_path / "b.png").write_bytes(b"")
+
+    frames = read_all(ReplaySource(tmp_path), limit=4)
+
+    assert [f.origin.rsplit("/", 1)[1] for f in frames] == ["a.png"] * 4
+
+
+def test_a_folder_with_no_readable_image_fails_after_one_pass(tmp_path):
+    for name in ("a.png", "b.jpg", "c.jpg"):
+        (tmp_path / name).write_bytes(b"junk")
+    source = ReplaySource(tmp_path)
+    source.open()
+
+    with pytest.raises(SourceError, match=re.escape(f"no readable images in {tmp_path} (3 files tried)")):
+        source.read()
+    assert source.unreadable == 3
+
+
+def test_a_replay_whose_images_vanish_midway_fails_after_trying_each_once(tmp_path):
+    for name, colour in (("a.png", RED), ("b.png", GREEN), ("c.png", RED)):
+        write_png(tmp_path / name, colour)
+    source = ReplaySource(tmp_path)
+    source.open()
+    source.read()
+    for path in tmp_path.iterdir():
+        path.unlink()
+
+    with pytest.raises(SourceError, match="no readable images"):
+        source.read()
+    assert source.unreadable == 3

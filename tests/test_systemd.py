@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from binbot.device.config import KEYS, RunConfig, load_config
+from binbot.device.config import KEYS, MAX_THREADS, RunConfig, load_config
+from binbot.device.httpserver import MAX_CONNECTIONS
 from binbot.tomlfile import tomllib
 from binbot.device.daemon import SHUTDOWN_DEADLINE
 from binbot.systemd import syscall_check
@@ -107,6 +108,9 @@ def test_the_unit_follows_the_pi_conventions():
     # The daemon exits within SHUTDOWN_DEADLINE plus a frame; systemd must not SIGKILL it first.
     assert seconds(setting["TimeoutStopSec"]) > SHUTDOWN_DEADLINE + 1
     assert seconds(setting["WatchdogSec"]) >= 10
+    # Room for every HTTP connection the daemon takes on, and for interpreters at the most threads it accepts.
+    assert int(setting["LimitNOFILE"]) >= 8 * MAX_CONNECTIONS
+    assert int(setting["TasksMax"]) >= 2 * MAX_THREADS + MAX_CONNECTIONS + 8
     # Without a bundle the unit is skipped; the path is the one the default config serves.
     condition = re.search(r"^ConditionPathExists=(.+)$", UNIT.read_text(), re.M)[1]
     assert condition == load_config(CONFIG, {}).bundle == "/var/lib/binbot/bundles/current"
