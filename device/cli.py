@@ -22,7 +22,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         formatter_class=DefaultsFormatter,
     )
     inspect.add_argument("bundle", type=Path, help="bundle folder")
-    inspect.add_argument("--threads", type=int, default=2, help="interpreter threads for the self-test")
+    inspect.add_argument("--threads", type=run_cli.threads_flag, default=2,
+                         help="interpreter threads for the self-test")
     inspect.set_defaults(handler=_inspect)
     run_cli.register(commands)
     bench_cli.register(commands)

@@ -6,6 +6,7 @@ an error that names the key, so a typo in /etc/binbot/binbot.toml cannot silentl
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -13,12 +14,14 @@ from pathlib import Path
 from binbot.errors import BinbotError
 from binbot.tomlfile import read_toml
 
+MAX_THREADS = 64  # far beyond a Pi's cores; a huge count crashes the interpreter instead of failing cleanly
+
 
 @dataclass(frozen=True)
 class RunConfig:
     bundle: str = ""
     source: str = ""  # empty: replay the bundle's own self-test frames, so the daemon runs anywhere
-    threads: int = os.cpu_count() or 1
+    threads: int = min(os.cpu_count() or 1, MAX_THREADS)
     events: str = "-"  # a JSON-lines file, or - for stdout
     results: str = ""  # a JSON-lines file for every frame's raw result; empty: not written
     http: str = "127.0.0.1:8080"  # HOST:PORT (port 0 picks a free one), or "off"
@@ -63,14 +66,19 @@ def check(key: str, value: object, where: str) -> object:
         value = float(value)
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise BinbotError(f"{where}: {key} should be a {kind.__name__}, not {value!r}")
-    problem = _range_problem(key, value)
+    problem = range_problem(key, value)
     if problem:
         raise BinbotError(f"{where}: {key} = {value!r}: {problem}")
     return value
 
 
-def _range_problem(key: str, value: object) -> str:
-    if key in ("threads", "window", "top_k") and value < 1:
+def range_problem(key: str, value: object) -> str:
+    """What is wrong with a setting's value of the right type, or "" if nothing is."""
+    if isinstance(value, float) and not math.isfinite(value):  # TOML and argparse's float() both accept nan and inf
+        return "must be a finite number"
+    if key == "threads" and not 1 <= value <= MAX_THREADS:
+        return f"must be between 1 and {MAX_THREADS}"
+    if key in ("window", "top_k") and value < 1:
         return "must be at least 1"
     if key == "threshold" and not 0.0 <= value <= 1.0:
         return "must be between 0 and 1"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
-from binbot.device.config import RunConfig
+from binbot.device.config import RunConfig, range_problem
 
 DEFAULTS = RunConfig()
 
@@ -42,14 +42,28 @@ def register(commands: argparse._SubParsersAction) -> None:
     classify = commands.add_parser(
         "classify", help="print the top classes of image files",
         description="Classify image files (or folders of them) with a bundle, through the same preprocessing "
-        "as the daemon, and print the top classes of each.",
+        "as the daemon, and print the top classes of each. An image that cannot be read is a warning and the "
+        "rest are still classified; the exit status is then 1.",
     )
     classify.add_argument("bundle", type=Path, help="bundle folder")
     classify.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files or folders")
     classify.add_argument("--top-k", type=int, default=3, help="classes printed per image (default: 3)")
-    classify.add_argument("--threads", type=int, default=DEFAULTS.threads, help=f"interpreter threads (default: all cores, {DEFAULTS.threads} here)")
+    classify.add_argument("--threads", type=threads_flag, default=DEFAULTS.threads,
+                          help=f"interpreter threads (default: all cores, {DEFAULTS.threads} here)")
     classify.add_argument("--json", type=Path, help="also write the results to this JSON file")
     classify.set_defaults(handler=_classify)
+
+
+def threads_flag(text: str) -> int:
+    """argparse type for --threads outside `binbot run`: a whole number within the threads setting's bounds."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    problem = range_problem("threads", value)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{value}: {problem}")
+    return value
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -65,6 +79,7 @@ def _classify(args: argparse.Namespace) -> int:
     from binbot.device.daemon import top_k
     from binbot.device.frames import IMAGE_SUFFIXES, load_model_input
     from binbot.errors import BinbotError
+    from binbot.files import write_json
 
     loaded = load_bundle(args.bundle, args.threads)
     classifier, names = loaded.classifier, loaded.bundle.class_names
@@ -76,12 +91,22 @@ def _classify(args: argparse.Namespace) -> int:
             paths.append(path)
         else:
             raise BinbotError(f"{path}: no such image or folder")
-    results = []
+    results, failed = [], 0
     for path in paths:
-        top = top_k(classifier.classify(load_model_input(path, classifier.height, classifier.width)), names, args.top_k)
+        try:
+            pixels = load_model_input(path, classifier.height, classifier.width)
+        except BinbotError as error:  # one bad file in a folder should not hide the results for the rest
+            problem = str(error).removeprefix(f"{path}: ")
+            print(f"binbot classify: warning: {path}: {problem}", file=sys.stderr)
+            results.append({"image": str(path), "error": problem})
+            failed += 1
+            continue
+        top = top_k(classifier.classify(pixels), names, args.top_k)
         results.append({"image": str(path), "label": top[0]["label"], "top": top})
         others = ", ".join(f"{t['label']} {t['p']:.3f}" for t in top[1:])
         print(f"{path}: {top[0]['label']} {top[0]['p']:.3f}" + (f"  ({others})" if others else ""))
     if args.json:
-        args.json.write_text(json.dumps({"model": loaded.bundle.id, "results": results}, indent=2) + "\n")
+        write_json(args.json, {"model": loaded.bundle.id, "results": results})
+    if failed:
+        raise BinbotError(f"{failed} of {len(paths)} images could not be classified (see the warnings above)")
     return 0

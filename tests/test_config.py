@@ -1,7 +1,10 @@
 """`binbot run` settings: strict TOML, flags on top, errors that name the key."""
 
+import os
+
 import pytest
 
+from binbot.cli import main
 from binbot.device.config import RunConfig, load_config
 from binbot.errors import BinbotError
 
@@ -39,10 +42,84 @@ def test_bad_keys_and_values_are_refused_naming_the_key(tmp_path, text, message)
 
 
 def test_a_bad_flag_is_refused_as_such():
-    with pytest.raises(BinbotError, match="command line: threads = 0: must be at least 1"):
+    with pytest.raises(BinbotError, match="command line: threads = 0: must be between 1 and 64"):
         load_config(None, {"bundle": "b", "threads": 0})
 
 
 def test_a_bundle_is_required():
     with pytest.raises(BinbotError, match="no bundle"):
         load_config(None, {})
+
+
+def run_refused(capsys, *args):
+    """binbot run's exit code and its one line on stderr, for settings refused before it starts."""
+    code = main(["run", "--http", "off", *args])
+    return code, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda path: path.write_bytes('bundle = "caf\xe9"\n'.encode("latin-1")), "not UTF-8 text"),
+    (lambda path: path.mkdir(), "is a folder, not a file"),
+])
+def test_an_unreadable_config_file_is_one_line_naming_it(tmp_path, capsys, make, message):
+    path = tmp_path / "binbot.toml"
+    make(path)
+
+    code, err = run_refused(capsys, "--config", str(path))
+
+    assert code == 1 and err.startswith(f"binbot run: error: {path}: {message}")
+    assert len(err.splitlines()) == 1
+
+
+def test_a_config_path_through_a_file_is_one_line_naming_it(tmp_path, capsys):
+    (tmp_path / "etc").write_text("")
+    path = tmp_path / "etc" / "binbot.toml"
+
+    code, err = run_refused(capsys, "--config", str(path))
+
+    assert code == 1 and err.startswith(f"binbot run: error: {path}: cannot read the config file")
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_a_config_file_without_read_permission_is_one_line_naming_it(tmp_path, capsys):
+    path = write(tmp_path, 'bundle = "b"\n')
+    path.chmod(0)
+
+    code, err = run_refused(capsys, "--config", str(path))
+
+    assert code == 1 and err == f"binbot run: error: {path}: cannot read the config file: permission denied"
+
+
+@pytest.mark.parametrize("text, message", [
+    ('bundle = "b"\nthreads = 100000\n', "threads = 100000: must be between 1 and 64"),
+    ('bundle = "b"\nthreshold = nan\n', "threshold = nan: must be a finite number"),
+    ('bundle = "b"\nfps = nan\n', "fps = nan: must be a finite number"),
+    ('bundle = "b"\nfps = inf\n', "fps = inf: must be a finite number"),
+    ('bundle = "b"\nstale_after = -inf\n', "stale_after = -inf: must be a finite number"),
+])
+def test_out_of_range_threads_and_non_finite_numbers_in_the_file_are_refused(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(BinbotError, match=f"{path}: {message}"):
+        load_config(path, {})
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--threads", "100000", "threads = 100000: must be between 1 and 64"),
+    ("--threads", "0", "threads = 0: must be between 1 and 64"),
+    ("--threshold", "nan", "threshold = nan: must be a finite number"),
+    ("--fps", "inf", "fps = inf: must be a finite number"),
+    ("--stale-after", "nan", "stale_after = nan: must be a finite number"),
+])
+def test_run_refuses_out_of_range_threads_and_non_finite_numbers_on_the_command_line(capsys, flag, value, message):
+    code, err = run_refused(capsys, "--bundle", "b", flag, value)
+    assert code == 1 and err == f"binbot run: error: command line: {message}"
+
+
+@pytest.mark.parametrize("command", [["classify", "bundle", "image.jpg"], ["bundle", "inspect", "bundle"]])
+@pytest.mark.parametrize("threads", ["0", "100000"])
+def test_classify_and_inspect_bound_threads_as_run_does(capsys, command, threads):
+    with pytest.raises(SystemExit) as exited:  # argparse refuses a bad flag as it does --threads abc
+        main([*command, "--threads", threads])
+    assert exited.value.code == 2
+    assert f"argument --threads: {threads}: must be between 1 and 64" in capsys.readouterr().err

@@ -287,3 +287,42 @@ def test_classify_prints_top_k_and_agrees_with_the_daemons_per_frame_results(sma
     for result in results:  # same preprocessing, same model: the same probabilities
         assert result["top"] == classified[result["origin"]]["top"]
         assert result["label"] == Path(result["origin"]).parent.name
+
+
+def test_classify_warns_about_an_unreadable_image_classifies_the_rest_and_exits_1(small_cnn_bundles, image_folder,
+                                                                                  tmp_path, capsys):
+    from binbot.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, source in (("a.jpg", "can"), ("c.jpg", "bottle")):
+        shutil.copy(sorted((image_folder / source).glob("*.jpg"))[0], photos / name)
+    (photos / "b.jpg").write_bytes(b"half a jpeg")
+
+    code = main(["classify", str(small_cnn_bundles["int8"]), str(photos), "--json", str(tmp_path / "out.json")])
+
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert err.splitlines() == [
+        f"binbot classify: warning: {photos / 'b.jpg'}: not a readable image",
+        "binbot classify: error: 1 of 3 images could not be classified (see the warnings above)",
+    ]
+    assert [line.split(":")[0] for line in out.splitlines()] == [str(photos / "a.jpg"), str(photos / "c.jpg")]
+    results = json.loads((tmp_path / "out.json").read_text())["results"]
+    assert [r["image"] for r in results] == [str(photos / name) for name in ("a.jpg", "b.jpg", "c.jpg")]
+    assert results[1] == {"image": str(photos / "b.jpg"), "error": "not a readable image"}
+    assert "label" in results[0] and "label" in results[2]
+
+
+def test_classify_replaces_its_json_file_whole_instead_of_rewriting_it(small_cnn_bundles, image_folder, tmp_path):
+    from binbot.cli import main
+
+    out = tmp_path / "out.json"
+    out.write_text("{}\n")
+    before = out.stat().st_ino
+
+    assert main(["classify", str(small_cnn_bundles["int8"]), str(image_folder / "can"), "--json", str(out)]) == 0
+
+    assert out.stat().st_ino != before  # a new file renamed into place: readers never see half of it
+    assert len(json.loads(out.read_text())["results"]) == len(list((image_folder / "can").glob("*.jpg")))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
