@@ -55,12 +55,18 @@ def write_json(path: Path, data: object) -> None:
 def write_text(path: Path, text: str) -> None:
     """Write text through a temporary file beside path, so path is never half-written."""
     path = Path(path)
-    handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    except OSError as error:
+        raise BinbotError(f"{path}: cannot write there ({error.strerror or error})") from None
     try:
         with os.fdopen(handle, "w") as file:
             file.write(text)
         os.chmod(scratch, 0o644)  # mkstemp makes it private; the result is an ordinary file
         os.replace(scratch, path)
+    except OSError as error:
+        Path(scratch).unlink(missing_ok=True)
+        raise BinbotError(f"{path}: cannot write it ({error.strerror or error}); it was left as it was") from None
     except BaseException:
         Path(scratch).unlink(missing_ok=True)
         raise

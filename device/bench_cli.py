@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from binbot.device.config import RunConfig
+from binbot.device.config import MAX_THREADS, RunConfig, range_problem
 from binbot.errors import BinbotError
 from binbot.helpformat import DefaultsFormatter
 
@@ -69,8 +69,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 def parse_threads(text: str) -> list[int]:
     parts = [part.strip() for part in text.split(",")]
-    if not all(part.isdigit() and int(part) >= 1 for part in parts):
-        raise BinbotError(f"--threads {text!r}: give thread counts of 1 or more, comma-separated, e.g. 1,2,4")
+    if not all(part.isdigit() and not range_problem("threads", int(part)) for part in parts):
+        raise BinbotError(f"--threads {text!r}: give thread counts from 1 to {MAX_THREADS}, comma-separated, e.g. 1,2,4")
     return list(dict.fromkeys(int(part) for part in parts))
 
 

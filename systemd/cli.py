@@ -9,6 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from binbot.device.run_cli import threads_flag
 from binbot.helpformat import DefaultsFormatter
 from binbot.tables import aligned
 
@@ -62,7 +63,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                      help="an ssh option (ssh -o), e.g. -o IdentityFile=~/.ssh/pi; repeatable")
     ssh.add_argument("--connect-timeout", type=int, default=10, metavar="SECONDS", help="seconds to wait for each host to answer")
     ssh.add_argument("--parallel", type=int, default=8, metavar="N", help="hosts worked on at once")
-    deploy.add_argument("--threads", type=int, default=2, metavar="N", help="interpreter threads for the local self-test")
+    deploy.add_argument("--threads", type=threads_flag, default=2, metavar="N", help="interpreter threads for the local self-test")
     deploy.set_defaults(handler=_deploy)
 
 

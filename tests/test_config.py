@@ -116,7 +116,8 @@ def test_run_refuses_out_of_range_threads_and_non_finite_numbers_on_the_command_
     assert code == 1 and err == f"binbot run: error: command line: {message}"
 
 
-@pytest.mark.parametrize("command", [["classify", "bundle", "image.jpg"], ["bundle", "inspect", "bundle"]])
+@pytest.mark.parametrize("command", [["classify", "bundle", "image.jpg"], ["bundle", "inspect", "bundle"],
+                                     ["deploy", "bundle", "pi"]])
 @pytest.mark.parametrize("threads", ["0", "100000"])
 def test_classify_and_inspect_bound_threads_as_run_does(capsys, command, threads):
     with pytest.raises(SystemExit) as exited:  # argparse refuses a bad flag as it does --threads abc

@@ -326,3 +326,12 @@ def test_classify_replaces_its_json_file_whole_instead_of_rewriting_it(small_cnn
     assert out.stat().st_ino != before  # a new file renamed into place: readers never see half of it
     assert len(json.loads(out.read_text())["results"]) == len(list((image_folder / "can").glob("*.jpg")))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_classify_into_a_missing_folder_is_a_one_line_error(small_cnn_bundles, image_folder, tmp_path, capsys):
+    from binbot.cli import main
+
+    out = tmp_path / "nowhere" / "out.json"
+    assert main(["classify", str(small_cnn_bundles["int8"]), str(image_folder / "can"), "--json", str(out)]) == 1
+
+    assert capsys.readouterr().err == f"binbot classify: error: {out}: cannot write there (No such file or directory)\n"
