@@ -14,13 +14,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     convert = commands.add_parser(
         "convert",
         help="quantize a checkpoint into a self-checking model bundle for the Pi (workstation)",
-        description="Convert CHECKPOINT (a model.keras or .h5 from binbot train, or a SavedModel folder) to TFLite, "
-        "check the result against the checkpoint on images with known classes, and write a bundle: model.tflite, "
+        description="Convert CHECKPOINT (a model.keras or .h5 from binbot train, or a trusted SavedModel folder) to "
+        "TFLite, check the result against the checkpoint on images with known classes, and write a bundle: model.tflite, "
         "labels.txt, bundle.json and selftest.npz. By default the images are the training run's own (split.json "
         "beside the checkpoint): its training images for calibration, its validation images for the check.",
         formatter_class=DefaultsFormatter,
     )
     convert.add_argument("checkpoint", type=Path, help="model.keras, a Keras .h5 model, or a SavedModel folder")
+    convert.add_argument("--trust-savedmodel", action="store_true",
+                         help="load a SavedModel folder, which runs its graph (file reads and writes included): "
+                         "only for one you trust, as a .keras or .h5 checkpoint cannot run code")
     convert.add_argument("--out", type=Path, required=True, help="bundle folder to create")
     convert.add_argument(
         "--mode", choices=MODES, default="int8",
@@ -50,6 +53,6 @@ def _convert(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint, out=args.out, mode=args.mode, labels=args.labels,
         calibration_data=args.calibration_data, calibration_samples=args.calibration_samples,
         eval_data=args.eval_data, max_drop=args.max_drop, allow_drop=args.allow_drop,
-        threads=args.threads, force=args.force,
+        threads=args.threads, force=args.force, trust_savedmodel=args.trust_savedmodel,
     ))
     return 0

@@ -20,7 +20,7 @@ from binbot.device.frames import COLOR_ORDER, RESIZE_POLICY
 from binbot.device.labels import read_labels, write_labels
 from binbot.device.runtime import Classifier
 from binbot.errors import BinbotError
-from binbot.files import build_directory, check_can_write
+from binbot.files import build_directory, check_can_write, check_out_apart
 
 SELFTEST_INPUTS = 4
 # How far the device's probabilities may be from the converter's for the same input, at least.
@@ -43,11 +43,16 @@ class ConvertConfig:
     allow_drop: bool = False
     threads: int = 2
     force: bool = False
+    trust_savedmodel: bool = False
 
 
 def convert_checkpoint(config: ConvertConfig) -> dict:
     """Convert, validate and write the bundle; returns its bundle.json content."""
     started = time.monotonic()
+    # A bundle may sit inside the run or the photo folder, but must not replace either.
+    check_out_apart(config.out, {"the checkpoint": config.checkpoint, "--labels": config.labels,
+                                 "--calibration-data": config.calibration_data, "--eval-data": config.eval_data},
+                    inside_is_read=False)
     check_can_write(config.out, config.force)
     if config.mode not in bundle_format.MODES:
         raise BinbotError(f"mode {config.mode!r} is not one of {', '.join(bundle_format.MODES)}")
@@ -55,7 +60,7 @@ def convert_checkpoint(config: ConvertConfig) -> dict:
         raise BinbotError(f"--calibration-samples must be at least 1, got {config.calibration_samples}")
     int8 = config.mode == "int8"
 
-    source = load_source(config.checkpoint)
+    source = load_source(config.checkpoint, config.trust_savedmodel)
     labels_path = config.labels or default_labels(config.checkpoint)
     class_names = read_labels(labels_path)
     if source.n_outputs != len(class_names):

@@ -50,12 +50,15 @@ class Source:
             yield export_dir
 
 
-def load_source(path: Path) -> Source:
-    """Load a checkpoint and check it is an image classifier, with one-line errors naming the file."""
+def load_source(path: Path, trust_savedmodel: bool = False) -> Source:
+    """Load a checkpoint and check it is an image classifier, with one-line errors naming the file.
+
+    A SavedModel folder is loaded only when trusted: loading it runs its graph.
+    """
     if not path.exists():
         raise BinbotError(f"{path}: checkpoint not found (expected a .keras or .h5 file, or a SavedModel folder)")
     if path.is_dir():
-        return _load_saved_model(path)
+        return _load_saved_model(path, trust_savedmodel)
     model = load_checkpoint(path)
     try:
         inputs, outputs = model.inputs, model.outputs
@@ -75,9 +78,14 @@ def checkpoint_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _load_saved_model(path: Path) -> Source:
+def _load_saved_model(path: Path, trusted: bool) -> Source:
     if not (path / "saved_model.pb").is_file():
         raise BinbotError(f"{path}: a folder but not a SavedModel (no saved_model.pb in it)")
+    if not trusted:
+        raise BinbotError(
+            f"{path}: not loaded: loading a SavedModel runs its graph, which can read and write files on this "
+            "machine; convert a .keras checkpoint instead, or pass --trust-savedmodel if you trust where it came from"
+        )
     try:
         loaded = tf.saved_model.load(str(path))
     except (OSError, ValueError, tf.errors.OpError) as error:

@@ -152,13 +152,30 @@ def test_a_savedmodel_folder_converts(small_cnn_run, small_cnn_bundles, tmp_path
     run = copy_run(small_cnn_run, tmp_path / "run", files=("labels.txt", "split.json"))
     load_checkpoint(small_cnn_run / "model.keras").export(str(run / "saved_model"), verbose=False)
 
-    assert convert(run / "saved_model", "--out", tmp_path / "bundle", "--mode", "float32") == 0
+    assert convert(run / "saved_model", "--out", tmp_path / "bundle", "--mode", "float32", "--trust-savedmodel") == 0
 
     manifest = load_bundle(tmp_path / "bundle", threads=1).bundle.manifest
     from_keras = read_bundle(small_cnn_bundles["float32"]).manifest
     assert manifest["source"]["kind"] == "savedmodel"
     assert manifest["validation"]["keras_accuracy"] == from_keras["validation"]["keras_accuracy"]
     assert np.abs(np.array(manifest["selftest"]["expected"]) - from_keras["selftest"]["expected"]).max() <= 1e-5
+
+
+def test_a_savedmodel_folder_is_not_loaded_unless_trusted(small_cnn_run, tmp_path, monkeypatch, capsys):
+    import tensorflow as tf
+
+    run = copy_run(small_cnn_run, tmp_path / "run", files=("labels.txt", "split.json"))
+    load_checkpoint(small_cnn_run / "model.keras").export(str(run / "saved_model"), verbose=False)
+    loads = []
+    monkeypatch.setattr(tf.saved_model, "load", lambda *args, **kwargs: loads.append(args))
+
+    code = convert(run / "saved_model", "--out", tmp_path / "bundle", "--mode", "float32")
+
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and loads == []  # loading a SavedModel runs its graph, file reads and writes included
+    assert len(error) == 1 and error[0].startswith(f"binbot convert: error: {run / 'saved_model'}: ")
+    assert "runs its graph" in error[0] and "--trust-savedmodel" in error[0]
+    assert not (tmp_path / "bundle").exists()
 
 
 def test_a_keras_h5_model_converts(small_cnn_run, small_cnn_bundles, tmp_path):
@@ -180,6 +197,14 @@ def missing_file(run):
 def text_file_as_keras(run):
     (run / "notes.keras").write_text("not a model")
     return run / "notes.keras", []
+
+
+def lambda_layer(run):
+    import keras
+
+    inputs = keras.Input((TINY_SIZE, TINY_SIZE, 3))
+    keras.Model(inputs, keras.layers.Lambda(lambda x: x / 255)(inputs)).save(run / "lambda.keras")
+    return run / "lambda.keras", []
 
 
 def not_a_model_suffix(run):
@@ -235,10 +260,11 @@ def split_lists_a_vanished_image(run):
 
 BAD_INPUTS = [
     (missing_file, "nothing.keras: checkpoint not found"),
-    (text_file_as_keras, "notes.keras: not a readable Keras checkpoint"),
+    (text_file_as_keras, r"notes.keras: not a Keras checkpoint \(a .keras file is a zip archive; this one is not\)"),
+    (lambda_layer, "lambda.keras: refused by Keras' safe mode: the checkpoint contains Python code"),
     (not_a_model_suffix, "model.txt: not a Keras checkpoint"),
     (folder_not_a_savedmodel, "export: a folder but not a SavedModel"),
-    (truncated_keras, "model.keras: not a readable Keras checkpoint, perhaps truncated"),
+    (truncated_keras, "model.keras: not a readable Keras checkpoint, truncated or corrupt"),
     (more_labels_than_outputs, "model.keras: outputs 3 classes but .*labels.txt lists 4"),
     (input_not_an_image, r"dense.keras: its input has shape \(None, 10\), which is not an RGB image"),
     (empty_calibration_folder, "empty: no readable image found"),
@@ -311,3 +337,17 @@ def test_conversion_that_loses_accuracy_writes_no_bundle_unless_allowed(small_cn
 
     assert convert(checkpoint, "--out", out, "--mode", "float32", "--allow-drop") == 0
     assert read_bundle(out).manifest["validation"]["drop_allowed"] is True
+
+
+def test_out_over_the_run_folder_is_refused_even_with_force_but_inside_it_is_fine(small_cnn_run, tmp_path, capsys):
+    run = copy_run(small_cnn_run, tmp_path / "run")
+    before = sorted(p.name for p in run.iterdir())
+
+    for out in (run, tmp_path):
+        assert convert(run / "model.keras", "--out", out, "--mode", "float32", "--force") == 1
+        assert f"{out}: holds the checkpoint {run / 'model.keras'}; writing the output there would delete it" \
+            in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == before
+
+    assert convert(run / "model.keras", "--out", run / "bundle", "--mode", "float32") == 0
+    assert read_bundle(run / "bundle").mode == "float32"
