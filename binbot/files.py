@@ -14,11 +14,35 @@ from binbot.errors import BinbotError
 
 
 def check_can_write(out: Path, force: bool) -> None:
-    """Fail early, before long work, if out exists and may not be replaced."""
+    """Fail early, before long work, if out exists and may not be replaced, or cannot be written."""
     if out.exists() and not force:
         raise BinbotError(f"{out}: already exists (choose another --out, or pass --force to replace it)")
     if out.exists() and not out.is_dir():
         raise BinbotError(f"{out}: exists and is not a folder")
+    parent = out.absolute().parent
+    while not parent.exists():  # build_directory will create it, and needs to write in its first existing ancestor
+        parent = parent.parent
+    if not parent.is_dir():
+        raise BinbotError(f"{out}: cannot be created: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BinbotError(f"{out}: cannot be created: {parent} is not writable")
+
+
+def check_out_apart(out: Path, inputs: dict[str, Path | None], inside_is_read: bool = True) -> None:
+    """Refuse an out that is or holds an input (replacing it would delete the input), with or without
+    --force; and, where inside_is_read, one inside an input folder, where it would be read as input."""
+    target = out.resolve()
+    for flag, path in inputs.items():
+        if path is None:
+            continue
+        source = path.resolve()
+        if target == source:
+            raise BinbotError(f"{out}: is also {flag}; writing the output there would delete it (choose another --out)")
+        if target in source.parents:
+            raise BinbotError(f"{out}: holds {flag} {path}; writing the output there would delete it (choose another --out)")
+        if inside_is_read and source in target.parents:
+            raise BinbotError(f"{out}: inside {flag} {path}, where the output would be read as input "
+                              "(choose an --out outside it)")
 
 
 @contextmanager

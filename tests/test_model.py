@@ -110,20 +110,90 @@ def test_saved_checkpoint_reloads_and_predicts_the_same(tmp_path):
     np.testing.assert_allclose(reloaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
 
 
-def test_not_a_checkpoint_is_a_clear_error(tmp_path):
-    fake = tmp_path / "model.keras"
-    fake.write_text("hello")
-    with pytest.raises(BinbotError, match="model.keras: not a readable Keras checkpoint"):
-        load_checkpoint(fake)
-    with pytest.raises(BinbotError, match="checkpoint not found"):
+def lambda_model() -> keras.Model:
+    """A model holding Python code: a Lambda layer, which safe mode will not rebuild."""
+    inputs = keras.Input((4,))
+    return keras.Model(inputs, layers.Lambda(lambda x: x * 2)(inputs))
+
+
+@pytest.mark.parametrize("name", ["model.keras", "model.h5"])
+def test_checkpoint_with_code_is_refused_by_safe_mode(tmp_path, name):
+    lambda_model().save(tmp_path / name)
+
+    with pytest.raises(BinbotError) as refused:
+        load_checkpoint(tmp_path / name)
+
+    message = str(refused.value)
+    assert message.startswith(f"{tmp_path / name}: refused by Keras' safe mode")
+    assert "Lambda layer" in message and "rebuild the model without it" in message
+    assert "truncated" not in message and "\n" not in message
+
+
+def test_checkpoint_with_an_unknown_layer_class_does_not_claim_to_be_truncated(tmp_path):
+    class Twice(layers.Layer):  # not registered, so Keras cannot find it when loading
+        def call(self, x):
+            return x * 2
+
+    inputs = keras.Input((4,))
+    keras.Model(inputs, Twice()(inputs)).save(tmp_path / "custom.keras")
+
+    with pytest.raises(BinbotError, match="custom.keras: Keras could not rebuild the model in this checkpoint"):
+        load_checkpoint(tmp_path / "custom.keras")
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("model.keras", b"hello", r"model.keras: not a Keras checkpoint \(a .keras file is a zip archive; this one is not\)"),
+    ("model.h5", b"hello", r"model.h5: not a Keras checkpoint \(a .h5 file is an HDF5 file; this one is not\)"),
+    ("model.txt", b"hello", r"model.txt: not a Keras checkpoint \(expected a .keras or .h5 file\)"),
+    ("empty.keras", b"", r"empty.keras: not a Keras checkpoint \(a .keras file is a zip archive"),
+])
+def test_a_file_that_is_not_a_checkpoint_says_so(tmp_path, name, content, expected):
+    (tmp_path / name).write_bytes(content)
+
+    with pytest.raises(BinbotError, match=expected) as refused:
+        load_checkpoint(tmp_path / name)
+
+    assert "File not found" not in str(refused.value) and "truncated" not in str(refused.value)
+
+
+def test_missing_checkpoint_or_a_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(BinbotError, match="absent.keras: checkpoint not found"):
         load_checkpoint(tmp_path / "absent.keras")
     with pytest.raises(BinbotError, match="expected a .keras or .h5"):
         load_checkpoint(tmp_path)
 
 
-def test_truncated_checkpoint_is_a_clear_error(tiny_run, tmp_path):
-    data = (tiny_run / "model.keras").read_bytes()
-    truncated = tmp_path / "truncated.keras"
+@pytest.fixture(scope="module")
+def small_checkpoints(tmp_path_factory):
+    """A small model saved in both formats: {suffix: path}."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    inputs = keras.Input((TINY_SIZE, TINY_SIZE, 3))
+    x = layers.Conv2D(8, 3)(inputs)
+    model = keras.Model(inputs, layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling2D()(x)))
+    paths = {suffix: folder / f"model{suffix}" for suffix in (".keras", ".h5")}
+    for path in paths.values():
+        model.save(path)
+    return paths
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_truncated_checkpoint_says_it_is_truncated_or_corrupt(small_checkpoints, tmp_path, suffix):
+    data = small_checkpoints[suffix].read_bytes()
+    truncated = tmp_path / f"truncated{suffix}"
     truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(BinbotError, match="truncated.keras: not a readable Keras checkpoint"):
+
+    with pytest.raises(BinbotError, match=f"truncated{suffix}: not a readable Keras checkpoint, truncated or corrupt") as refused:
         load_checkpoint(truncated)
+
+    assert "File not found" not in str(refused.value)
+
+
+def test_checkpoint_damaged_inside_its_zip_is_refused_not_loaded(small_checkpoints, tmp_path):
+    data = bytearray(small_checkpoints[".keras"].read_bytes())
+    weights = data.index(b"model.weights.h5") + 1000  # inside the stored weights, past their header
+    data[weights:weights + 64] = bytes(b ^ 0xFF for b in data[weights:weights + 64])
+    damaged = tmp_path / "damaged.keras"
+    damaged.write_bytes(bytes(data))
+
+    with pytest.raises(BinbotError, match="damaged.keras: not a readable Keras checkpoint, truncated or corrupt"):
+        load_checkpoint(damaged)

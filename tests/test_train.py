@@ -1,6 +1,8 @@
 """`binbot train` and `binbot evaluate` from the command line, outputs and failures."""
 
 import json
+import os
+import re
 import shutil
 
 import numpy as np
@@ -108,6 +110,100 @@ def test_existing_output_is_kept_unless_forced(tiny_run, image_folder, tmp_path,
     assert main(["train", "--data", str(image_folder), "--out", str(out), *TINY, "--epochs", "1", "--force"]) == 0
     assert not (out / "keep.txt").exists() and (out / "model.keras").is_file()
     assert leftovers(tmp_path) == []
+
+
+def photo_files(folder):
+    return sorted((p.relative_to(folder).as_posix(), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
+
+
+# Each lays out photos (and a run to continue from) under a folder and returns (arguments, expected error).
+def out_is_data(root):
+    return ["--data", root / "data", "--out", root / "data"], "data: is also --data; writing the output there would delete it"
+
+
+def out_holds_data(root):
+    return ["--data", root / "data", "--out", root], f"{root}: holds --data .*data; writing the output there would delete it"
+
+
+def out_inside_data(root):
+    return ["--data", root / "data", "--out", root / "data" / "run"], "run: inside --data .*data, where the output would be read as input"
+
+
+def out_is_val_data(root):
+    shutil.copytree(root / "data", root / "val")
+    return (["--data", root / "data", "--val-data", root / "val", "--out", root / "val"],
+            "val: is also --val-data; writing the output there would delete it")
+
+
+def out_holds_init(root):
+    return (["--data", root / "data", "--init", root / "first" / "model.keras", "--out", root / "first"],
+            "first: holds --init .*first/model.keras; writing the output there would delete it")
+
+
+OVERLAPS = [out_is_data, out_holds_data, out_inside_data, out_is_val_data, out_holds_init]
+
+
+@pytest.mark.parametrize("lay_out", OVERLAPS, ids=[lay_out.__name__ for lay_out in OVERLAPS])
+def test_out_overlapping_an_input_is_refused_even_with_force(tiny_run, image_folder, tmp_path, capsys, lay_out):
+    shutil.copytree(image_folder, tmp_path / "data")
+    shutil.copytree(tiny_run, tmp_path / "first")
+    args, expected = lay_out(tmp_path)
+    before = photo_files(tmp_path)
+
+    code = main(["train", *map(str, args), *TINY, "--epochs", "1", "--force"])
+
+    captured = capsys.readouterr()
+    errors = captured.err.strip().splitlines()
+    assert code == 1 and "phase 1" not in captured.out
+    assert errors[-1].startswith("binbot train: error: ") and re.search(expected, errors[-1]), errors[-1]
+    assert photo_files(tmp_path) == before
+
+
+@pytest.mark.parametrize("where, expected", [
+    ("data", "data: is also --data; writing the output there would delete it"),
+    ("data/evaluation", "evaluation: inside --data .*data, where the output would be read as input"),
+    ("run", "run: holds the checkpoint .*run/model.keras; writing the output there would delete it"),
+])
+def test_evaluate_out_overlapping_its_inputs_is_refused_even_with_force(tiny_run, image_folder, tmp_path, capsys,
+                                                                         where, expected):
+    shutil.copytree(image_folder, tmp_path / "data")
+    shutil.copytree(tiny_run, tmp_path / "run")
+    before = photo_files(tmp_path)
+
+    code = main(["evaluate", str(tmp_path / "run" / "model.keras"), "--data", str(tmp_path / "data"),
+                 "--out", str(tmp_path / where), "--force"])
+
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(errors) == 1 and errors[0].startswith("binbot evaluate: error: ") and re.search(expected, errors[0]), errors
+    assert photo_files(tmp_path) == before
+
+
+def test_out_that_cannot_be_created_fails_before_training(image_folder, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+
+    code = main(["train", "--data", str(image_folder), "--out", str(tmp_path / "notes.txt" / "run"), *TINY, "--epochs", "1"])
+
+    captured = capsys.readouterr()
+    assert code == 1 and "phase 1" not in captured.out
+    assert captured.err.strip().splitlines()[-1] == (
+        f"binbot train: error: {tmp_path / 'notes.txt' / 'run'}: cannot be created: {tmp_path / 'notes.txt'} is not a folder")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
+def test_out_in_a_folder_without_write_permission_fails_before_training(image_folder, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        code = main(["train", "--data", str(image_folder), "--out", str(locked / "runs" / "first"), *TINY, "--epochs", "1"])
+    finally:
+        locked.chmod(0o755)
+
+    captured = capsys.readouterr()
+    assert code == 1 and "phase 1" not in captured.out
+    assert captured.err.strip().splitlines()[-1] == (
+        f"binbot train: error: {locked / 'runs' / 'first'}: cannot be created: {locked} is not writable")
 
 
 @pytest.mark.parametrize("problem, expected", [

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from binbot.device.labels import read_labels, write_labels
 from binbot.errors import BinbotError
-from binbot.files import build_directory, check_can_write, write_json
+from binbot.files import build_directory, check_can_write, check_out_apart, write_json
 from binbot.train import folder, plots, report
 from binbot.train.metrics import classification_metrics, format_table
 from binbot.train.model import build_model, freeze_base, load_checkpoint, unfreeze_top
@@ -50,6 +50,7 @@ class TrainConfig:
 
 def train(config: TrainConfig) -> dict:
     """Train, evaluate on the validation images and write the run directory; returns its metrics."""
+    check_out_apart(config.out, {"--data": config.data, "--val-data": config.val_data, "--init": config.init})
     check_can_write(config.out, config.force)
     if config.epochs < 0 or config.fine_tune_epochs < 0 or config.epochs + config.fine_tune_epochs == 0:
         raise BinbotError("nothing to train: --epochs and --fine-tune-epochs add up to 0")
@@ -177,6 +178,7 @@ def _write_run(config: TrainConfig, model, class_names, history, metrics, split)
 def evaluate(checkpoint: Path, data: Path, out: Path, labels: Path | None = None,
              batch_size: int = 32, force: bool = False) -> dict:
     """Metrics of a checkpoint on a <class>/<image> folder, printed and written to out."""
+    check_out_apart(out, {"--data": data, "the checkpoint": checkpoint})
     check_can_write(out, force)
     model = load_checkpoint(checkpoint)
     class_names = read_labels(labels or checkpoint.parent / "labels.txt")
