@@ -40,10 +40,11 @@ test: install
 	$(BIN)/python -m pytest
 
 # Proof that the device side installs and runs on a Pi's CPU: an emulated Debian arm64 root (cached in
-# .cache/pi-check), binbot[device] from aarch64 wheels, classify and run compared with this machine.
+# .cache/pi-check), binbot[device] from aarch64 wheels, decoding, resizing, classify and run compared
+# with this machine, on TrashNet photos from ../shared/data/trashnet when it is there.
 # Takes minutes the first time; needs root:  sudo make pi-check [BUNDLE=dir] [IMAGES="files or folders"]
 pi-check: install
-	VENV=$(VENV) systemd/pi_check.sh $(if $(BUNDLE),--bundle $(BUNDLE)) $(IMAGES)
+	VENV=$(VENV) tests/pi_check.sh $(if $(BUNDLE),--bundle $(BUNDLE)) $(IMAGES)
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -10,7 +10,7 @@ Measures, all at 1 and 2 interpreter threads:
   3. the daemon's sustained fps against the bare invoke rate (reusing daemon_trashnet.py): on
      frames from memory (the daemon's own overhead) and on JPEG photos (decoding included);
   4. how long `binbot run` takes from its start to sd_notify READY=1, through a real notify socket.
-Then writes the tables, the targets of issue 6 and published Raspberry Pi figures (not measured
+Then writes the tables, the performance targets and published Raspberry Pi figures (not measured
 here, marked so). Timing is measured here, never asserted in tests. Run it on a quiet machine:
 other work slows the figures, and the report shows the load average before and after.
 """
@@ -198,7 +198,7 @@ def markdown(models: dict, photos: dict, daemon: dict, ready: list[float], ops: 
         f"{models['runtime']}, Python {box['python']}. Load average (1 min) {load[0][0]:.2f} before, "
         f"{load[1][0]:.2f} after. Bundles from `{args.bundles}`.",
         "",
-        "## Targets (issue 6), measured side by side on this machine",
+        "## Performance targets, measured side by side on this machine",
         "",
         "| target | 1 thread | 2 threads | goal |",
         "|---|---:|---:|---|",

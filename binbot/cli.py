@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from binbot import __version__
+from binbot import __version__, quiet
 from binbot.convert import cli as convert_cli
+from binbot.deploy import cli as deploy_cli
 from binbot.device import cli as device_cli
 from binbot.errors import BinbotError
-from binbot.systemd import cli as systemd_cli
 from binbot.train import cli as train_cli
 
 
@@ -27,8 +27,19 @@ def build_parser() -> argparse.ArgumentParser:
     train_cli.register(commands)
     convert_cli.register(commands)
     device_cli.register(commands)
-    systemd_cli.register(commands)
+    deploy_cli.register(commands)
+    for command in _leaf_parsers(parser):
+        command.add_argument("-v", "--verbose", action="store_true",
+                             help="also show TensorFlow's own start-up and progress lines")
     return parser
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers of commands that run (train, bundle inspect, ...), not of command groups."""
+    groups = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    if not groups:
+        return [parser]
+    return [leaf for group in groups for child in group.choices.values() for leaf in _leaf_parsers(child)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if sys.stdout is not None:  # None when started with fd 1 closed
         sys.stdout.reconfigure(line_buffering=True)
     args = build_parser().parse_args(argv)
+    quiet.set_verbose(args.verbose)
     try:
         return args.handler(args) or 0
     except BinbotError as error:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from binbot.device.bundle import MODES
+from binbot import quiet
 from binbot.helpformat import DefaultsFormatter
 
 
@@ -46,7 +46,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter says nothing a user can act on
+    quiet.import_tensorflow()
     from binbot.convert.converter import ConvertConfig, convert_checkpoint
 
     convert_checkpoint(ConvertConfig(

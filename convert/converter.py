@@ -13,7 +13,7 @@ import numpy as np
 
 from binbot import __version__
 from binbot.convert import data, tflite
-from binbot.convert.source import Source, checkpoint_sha256, load_source
+from binbot.convert.checkpoint import Checkpoint, checkpoint_sha256, load_for_conversion
 from binbot.convert.validation import check_drop, classify_all, compare, table
 from binbot.device import bundle as bundle_format
 from binbot.device.frames import COLOR_ORDER, RESIZE_POLICY
@@ -60,29 +60,29 @@ def convert_checkpoint(config: ConvertConfig) -> dict:
         raise BinbotError(f"--calibration-samples must be at least 1, got {config.calibration_samples}")
     int8 = config.mode == "int8"
 
-    source = load_source(config.checkpoint, config.trust_savedmodel)
+    checkpoint = load_for_conversion(config.checkpoint, config.trust_savedmodel)
     labels_path = config.labels or default_labels(config.checkpoint)
     class_names = read_labels(labels_path)
-    if source.n_outputs != len(class_names):
+    if checkpoint.n_outputs != len(class_names):
         raise BinbotError(
-            f"{config.checkpoint}: outputs {source.n_outputs} classes but {labels_path} lists {len(class_names)}"
+            f"{config.checkpoint}: outputs {checkpoint.n_outputs} classes but {labels_path} lists {len(class_names)}"
         )
     calibration, evaluation = data.choose(
         config.checkpoint, class_names, config.calibration_data, config.eval_data, need_calibration=int8
     )
-    size = (source.height, source.width)
+    size = (checkpoint.height, checkpoint.width)
     eval_images = evaluation.load(*size)
     calibration_images = None
     if int8:
         calibration = calibration.sample(config.calibration_samples)
         calibration_images = tflite.with_full_pixel_range(calibration.load(*size))
         print(f"calibrating on {len(calibration_images)} images from {calibration.origin}")
-    keras_probabilities = source.predict(eval_images)
+    keras_probabilities = checkpoint.predict(eval_images)
     _check_probabilities(keras_probabilities, config.checkpoint)
 
-    print(f"converting {config.checkpoint} ({source.height}x{source.width}, {len(class_names)} classes) to {config.mode}")
+    print(f"converting {config.checkpoint} ({checkpoint.height}x{checkpoint.width}, {len(class_names)} classes) to {config.mode}")
     name = str(config.out / bundle_format.MODEL)
-    with source.saved_model() as saved_model:
+    with checkpoint.saved_model() as saved_model:
         model = tflite.convert(saved_model, config.mode, calibration_images)
     if int8:
         tflite.check_int8(model, name)
@@ -100,11 +100,11 @@ def convert_checkpoint(config: ConvertConfig) -> dict:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "class_names": class_names,
         "input": {
-            "height": source.height, "width": source.width, "channels": 3,
+            "height": checkpoint.height, "width": checkpoint.width, "channels": 3,
             "dtype": classifier.input.dtype.name, "color_order": COLOR_ORDER, "resize_policy": RESIZE_POLICY,
         },
         "quantization": {"mode": config.mode, "input": classifier.input.as_json(), "output": classifier.output.as_json()},
-        "source": _describe_source(source, labels_path),
+        "source": _describe_checkpoint(checkpoint, labels_path),
         "calibration": {"data": calibration.origin, "images": len(calibration.paths)} if int8 else None,
         "validation": {**validation.as_json(), "max_drop_points": config.max_drop, "drop_allowed": warning is not None},
         "selftest": _selftest(model, name, config.mode, eval_images[chosen], tflite_probabilities[chosen],
@@ -189,11 +189,11 @@ def _size(n_bytes: int) -> str:
     return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 1e6 else f"{n_bytes / 1e3:.0f} kB"
 
 
-def _describe_source(source: Source, labels_path: Path) -> dict:
+def _describe_checkpoint(checkpoint: Checkpoint, labels_path: Path) -> dict:
     return {
-        "checkpoint": str(source.path.resolve()),
-        "kind": source.kind,
-        "sha256": checkpoint_sha256(source.path),
+        "checkpoint": str(checkpoint.path.resolve()),
+        "kind": checkpoint.kind,
+        "sha256": checkpoint_sha256(checkpoint.path),
         "labels": str(labels_path.resolve()),
     }
 

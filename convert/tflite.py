@@ -10,6 +10,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from binbot.device.runtime import Classifier
+from binbot.quiet import native_stderr_hidden
 from binbot.errors import BinbotError
 
 FLOAT_TYPES = (np.float16, np.float32, np.float64)
@@ -36,7 +37,8 @@ def convert(saved_model: Path, mode: str, calibration: np.ndarray | None = None)
     else:
         raise BinbotError(f"unknown mode {mode!r}; choose int8, float16, dynamic or float32")
     try:
-        return converter.convert()
+        with native_stderr_hidden():  # the MLIR quantizer prints its settings to stderr
+            return converter.convert()
     except Exception as error:  # the converter raises ConverterError and plain Exceptions alike
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise BinbotError(f"{saved_model}: the TFLite converter failed in {mode} mode ({reason})") from error

@@ -98,6 +98,7 @@ class Bundle:
     class_names: list[str]
     height: int
     width: int
+    resize_policy: str  # a key of frames.RESIZE_POLICIES: how frames must be resized for this model
     mode: str
     input: TensorQuantization
     output: TensorQuantization
@@ -146,10 +147,11 @@ def read_bundle(path: str | Path) -> Bundle:
             "convert the checkpoint again instead of editing a bundle"
         )
     field = _FieldReader(manifest_path, manifest)
-    if field("input.color_order", str) != frames.COLOR_ORDER or field("input.resize_policy", str) != frames.RESIZE_POLICY:
+    color_order, resize_policy = field("input.color_order", str), field("input.resize_policy", str)
+    if color_order != frames.COLOR_ORDER or resize_policy not in frames.RESIZE_POLICIES:
         raise BinbotError(
-            f"{manifest_path}: expects {manifest['input']['color_order']} frames resized by "
-            f"{manifest['input']['resize_policy']!r}; this binbot feeds {frames.COLOR_ORDER} resized by {frames.RESIZE_POLICY!r}"
+            f"{manifest_path}: expects {color_order} frames resized by {resize_policy!r}; this binbot feeds "
+            f"{frames.COLOR_ORDER} frames resized by {' or '.join(map(repr, frames.RESIZE_POLICIES))}"
         )
     files = _checked_files(manifest_path, field("files", dict))
     bundle_id_field = field("id", str)
@@ -176,6 +178,7 @@ def read_bundle(path: str | Path) -> Bundle:
         class_names=class_names,
         height=field("input.height", int),
         width=field("input.width", int),
+        resize_policy=resize_policy,
         mode=field("quantization.mode", str),
         input=_tensor(field, "quantization.input"),
         output=_tensor(field, "quantization.output"),

@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from binbot.device.frames import resize_to_input
+import numpy as np
+
 from binbot.device.metrics import Metrics
 from binbot.device.source import Frame, Source, SourceError
 
@@ -17,7 +18,8 @@ FIRST_BACKOFF, MAX_BACKOFF = 0.1, 5.0  # seconds between reopening attempts, dou
 @dataclass
 class Captured:
     id: int
-    frame: Frame  # already resized to the model's input size
+    frame: Frame  # as the source delivered it, for outputs that show or keep it
+    model_input: np.ndarray | None = None  # the frame resized to the model's input size
     resize_seconds: float = 0.0
 
 
@@ -58,14 +60,14 @@ class LatestFrame:
 class Capture:
     """Runs source into slot on a thread; state says "starting", "open", "reopening" or "ended".
 
-    Frames are resized to input_size here, so that resizing the next frame overlaps the
+    Frames are resized for the model here (by prepare), so that resizing the next frame overlaps the
     interpreter's work on this one instead of adding to it.
     """
 
     def __init__(self, source: Source, slot: LatestFrame, metrics: Metrics, log: Callable[[str], None],
-                 input_size: tuple[int, int]):
+                 prepare: Callable[[np.ndarray], np.ndarray]):
         self.source, self.slot, self.metrics, self.log = source, slot, metrics, log
-        self.input_size = input_size  # (height, width); the daemon changes it when a reload does
+        self.prepare = prepare  # frame -> model input; the daemon changes it when a reload does
         self.state, self.error = "starting", ""
         self.last_read_at: float | None = None  # time.monotonic() of the newest frame read
         self._unreadable_counted = 0
@@ -133,7 +135,7 @@ class Capture:
                 self.slot.end()
                 break
             resize_start = time.perf_counter()
-            resized = Frame(resize_to_input(frame.rgb, *self.input_size), frame.origin)
+            resized = self.prepare(frame.rgb)
             resize_seconds = time.perf_counter() - resize_start
-            self.slot.put(Captured(self._next_id, resized, resize_seconds), self.source.live, self._stop)
+            self.slot.put(Captured(self._next_id, frame, resized, resize_seconds), self.source.live, self._stop)
             self._next_id += 1  # kept across reopenings, so that frame ids never repeat

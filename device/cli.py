@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from binbot.device import bench_cli, run_cli
+from binbot.device import run_cli
+from binbot.device.bench import cli as bench_cli
 from binbot.helpformat import DefaultsFormatter
 
 

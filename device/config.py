@@ -20,7 +20,7 @@ MAX_THREADS = 64  # far beyond a Pi's cores; a huge count crashes the interprete
 @dataclass(frozen=True)
 class RunConfig:
     bundle: str = ""
-    source: str = ""  # empty: replay the bundle's own self-test frames, so the daemon runs anywhere
+    source: str = "selftest:"  # the bundle's own self-test frames, so the daemon runs anywhere
     threads: int = min(os.cpu_count() or 1, MAX_THREADS)
     events: str = "-"  # a JSON-lines file, or - for stdout
     results: str = ""  # a JSON-lines file for every frame's raw result; empty: not written
@@ -37,7 +37,7 @@ class RunConfig:
         if self.http == "off":
             return None
         host, _, port = self.http.rpartition(":")
-        return host, int(port)
+        return host.removeprefix("[").removesuffix("]"), int(port)  # [::1]:8080 is IPv6's loopback
 
 
 KEYS = {f.name: f.type for f in fields(RunConfig)}
@@ -87,5 +87,7 @@ def range_problem(key: str, value: object) -> str:
     if key == "http" and value != "off":
         host, colon, port = value.rpartition(":")
         if not colon or not host or not port.isdigit() or int(port) > 65535:
-            return "should be HOST:PORT (e.g. 127.0.0.1:8080) or off"
+            return "should be HOST:PORT (e.g. 127.0.0.1:8080 or [::1]:8080) or off"
+        if ":" in host and not (host.startswith("[") and host.endswith("]")):
+            return "an IPv6 address goes in brackets, as [::1]:8080"
     return ""

@@ -1,8 +1,10 @@
-"""/healthz, /metrics and /latest over HTTP, answered from a thread beside the inference loop.
+"""/healthz, /metrics, /latest and the outputs' own paths over HTTP, answered from threads beside the
+inference loop.
 
 Clients are not trusted to behave: a connection gets REQUEST_TIMEOUT seconds to send its request,
 and at most MAX_CONNECTIONS are served at once; one more is answered 503 and closed at once, on
 the accepting thread, so a crowd of idle connections costs neither threads nor file descriptors.
+The timeout also bounds each write, so a streaming answer to a client that stopped reading ends.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 MAX_CONNECTIONS = 32
 REQUEST_TIMEOUT = 5.0  # seconds a connection may take to send its request (or to take an answer)
 BACKLOG = 128  # connections the kernel holds until they are accepted
+BUSY_BODY = b'{"error": "too many connections; try again"}'
 BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
-        b"Content-Length: 42\r\n\r\n{\"error\": \"too many connections; try again\"}")
+        b"Content-Length: %d\r\n\r\n%s" % (len(BUSY_BODY), BUSY_BODY))
 
 
 class BoundedHTTPServer(ThreadingHTTPServer):
@@ -31,6 +34,8 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     request_queue_size = BACKLOG
 
     def __init__(self, address: tuple[str, int], handler: type, max_connections: int, refused: Callable[[], None]):
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         self._slots = threading.BoundedSemaphore(max_connections)
         self._refused = refused
         super().__init__(address, handler)
@@ -69,8 +74,15 @@ class BoundedHTTPServer(ThreadingHTTPServer):
 
 def serve(address: tuple[str, int], health: Callable[[], tuple[bool, dict]], metrics: Callable[[], bytes],
           latest: Callable[[], dict | None], refused: Callable[[], None] = lambda: None,
-          max_connections: int = MAX_CONNECTIONS) -> ThreadingHTTPServer:
-    """Start answering on address (port 0: any free port; see server.server_address) in a daemon thread."""
+          max_connections: int = MAX_CONNECTIONS,
+          routes: dict[str, Callable[[BaseHTTPRequestHandler], None]] | None = None) -> ThreadingHTTPServer:
+    """Start answering on address (port 0: any free port; see server.server_address) in a daemon thread.
+
+    routes: more paths, each answered by a function given the request handler (the outputs' pages).
+    """
+    routes = routes or {}
+    known = ", ".join(["/healthz", "/metrics", "/latest", *routes])
+    not_found = json.dumps({"error": f"try {known}"}).encode()
 
     class Handler(BaseHTTPRequestHandler):
         timeout = REQUEST_TIMEOUT
@@ -86,8 +98,10 @@ def serve(address: tuple[str, int], health: Callable[[], tuple[bool, dict]], met
                 result = latest()
                 self._send(200 if result else 404, json.dumps(result or {"error": "no frame classified yet"}).encode(),
                            "application/json")
+            elif path in routes:
+                routes[path](self)
             else:
-                self._send(404, b'{"error": "try /healthz, /metrics or /latest"}', "application/json")
+                self._send(404, not_found, "application/json")
 
         def _send(self, status: int, body: bytes, content_type: str) -> None:
             self.send_response(status)

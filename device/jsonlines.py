@@ -1,4 +1,5 @@
-"""A JSON-lines output that outlives its failures: a full disk, a closed pipe, a read-only file.
+"""The events and results outputs: JSON lines that outlive their failures (a full disk, a closed
+pipe, a read-only file), written on a thread of their own so a slow pipe never holds up the loop.
 
 The daemon must go on classifying whatever happens to where its lines go. A line that cannot be
 written is dropped and counted; the failure is logged once, then at most once a minute while it
@@ -14,11 +15,44 @@ import os
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from binbot.device.metrics import Metrics
+from binbot.device.outputs import Handoff, Output
 
 STDOUT = "-"
 LOG_EVERY = 60.0  # seconds between log lines about a failure that goes on
 REOPEN_EVERY = 5.0  # seconds between attempts to open a file that could not be opened
+QUEUE = 1000  # lines waiting to be written before the oldest is dropped
+
+
+class JsonLinesOutput(Output):
+    """Each event (name "events") or each frame's result (name "results") as a line of path."""
+
+    def __init__(self, name: str, path: str, metrics: Metrics, log: Callable[[str], None]):
+        self.name = name
+        self._writer = JsonLinesWriter(name, path, metrics, log)
+        self._handoff: Handoff[dict] = Handoff(name, self._writer.write, QUEUE, metrics, log)
+
+    @property
+    def where(self) -> str:
+        return self._writer.where
+
+    def frame(self, result: dict, rgb: np.ndarray | None) -> None:
+        if self.name == "results":
+            self._handoff.put(result)
+
+    def event(self, event: dict) -> None:
+        if self.name == "events":
+            self._handoff.put(event)
+
+    def health(self) -> dict:
+        return self._writer.health()
+
+    def close(self) -> None:
+        if self._handoff.close():
+            self._writer.close()
+        # else the worker is blocked in a write: its descriptor stays open, lest the number be reused under it
 
 
 class JsonLinesWriter:

@@ -26,6 +26,9 @@ class Metrics:
         self.output_failures = Counter("binbot_output_write_failures",
                                        "Lines dropped because they could not be written, by output", ["output"], registry=r)
         self.output_failing = Gauge("binbot_output_failing", "1 while an output cannot be written", ["output"], registry=r)
+        self.output_dropped = Counter("binbot_output_dropped", "Items an output dropped because it fell behind",
+                                      ["output"], registry=r)
+        self.output_errors = Counter("binbot_output_errors", "Errors raised by an output", ["output"], registry=r)
         self.http_refused = Counter("binbot_http_refused", "HTTP connections turned away: too many at once",
                                     registry=r)
         self.model = Gauge("binbot_model_info", "The model being served (value 1)", ["model", "runtime"], registry=r)

@@ -22,8 +22,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--config", type=Path, help="TOML settings file, e.g. /etc/binbot/binbot.toml")
     run.add_argument("--bundle", help="bundle folder, or a `current` symlink to one (followed again on SIGHUP)")
-    run.add_argument("--source", help="picamera2, opencv:INDEX|PATH|URL or replay:PATH (folder of images or video); "
-                     "without one, the bundle's self-test frames are replayed")
+    run.add_argument("--source", help="picamera2, opencv:INDEX|PATH|URL, replay:PATH (folder of images, video or "
+                     ".npz of frames) or selftest: (the bundle's self-test frames, the default)")
     run.add_argument("--threads", type=int, help=f"interpreter threads (default: all cores, {DEFAULTS.threads} here)")
     run.add_argument("--events", help="JSON-lines file for events (default: - for stdout)")
     run.add_argument("--results", help="also write every frame's raw result (as /latest shows it) to this JSON-lines file")
@@ -67,22 +67,27 @@ def threads_flag(text: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from binbot.device.bundle import read_bundle
     from binbot.device.config import KEYS, load_config
     from binbot.device.daemon import Daemon
+    from binbot.device.source import open_source
 
     config = load_config(args.config, {key: getattr(args, key) for key in KEYS})
-    return Daemon(config).run()
+    bundle = read_bundle(Path(config.bundle).resolve())  # bundle.json alone: the size a camera delivers
+    source = open_source(config.source, bundle.height, bundle.width, config.loop, config.fps, bundle.path)
+    return Daemon(config, source).run()
 
 
 def _classify(args: argparse.Namespace) -> int:
     from binbot.device.bundle import load_bundle
-    from binbot.device.daemon import top_k
-    from binbot.device.frames import IMAGE_SUFFIXES, load_model_input
+    from binbot.device.frame_step import FrameStep
+    from binbot.device.frames import IMAGE_SUFFIXES, read_rgb
     from binbot.errors import BinbotError
     from binbot.files import write_json
 
     loaded = load_bundle(args.bundle, args.threads)
-    classifier, names = loaded.classifier, loaded.bundle.class_names
+    step = FrameStep(loaded.classifier, loaded.bundle.class_names, args.top_k,
+                     resize_policy=loaded.bundle.resize_policy)
     paths = []
     for path in args.images:
         if path.is_dir():
@@ -94,14 +99,14 @@ def _classify(args: argparse.Namespace) -> int:
     results, failed = [], 0
     for path in paths:
         try:
-            pixels = load_model_input(path, classifier.height, classifier.width)
+            rgb = read_rgb(path)
         except BinbotError as error:  # one bad file in a folder should not hide the results for the rest
             problem = str(error).removeprefix(f"{path}: ")
             print(f"binbot classify: warning: {path}: {problem}", file=sys.stderr)
             results.append({"image": str(path), "error": problem})
             failed += 1
             continue
-        top = top_k(classifier.classify(pixels), names, args.top_k)
+        top = step(rgb).result["top"]
         results.append({"image": str(path), "label": top[0]["label"], "top": top})
         others = ", ".join(f"{t['label']} {t['p']:.3f}" for t in top[1:])
         print(f"{path}: {top[0]['label']} {top[0]['p']:.3f}" + (f"  ({others})" if others else ""))

@@ -126,8 +126,30 @@ class Classifier:
     def classify(self, frame: np.ndarray) -> np.ndarray:
         """Probabilities (float32, one per class) for one RGB uint8 frame of shape (height, width, 3)."""
         self.set_input(frame)
-        self.interpreter.invoke()
+        self.invoke()
         return self.probabilities()
+
+    def invoke(self) -> None:
+        """Run the model on the input set last (RuntimeError if the runtime fails)."""
+        self.interpreter.invoke()
+
+    def delegated_ops(self) -> tuple[int, int] | None:
+        """(operators a delegate runs, operators in the model), or None if the runtime cannot tell.
+
+        The interpreter's log line about creating the XNNPACK delegate is printed once per process,
+        so it cannot say which of several models was delegated. The graph can: each DELEGATE node
+        stands for the operators it replaced, which are those lying on a path from its inputs to its
+        outputs. With LiteRT's default op resolver the only delegate applied is XNNPACK.
+        """
+        try:
+            ops = self.interpreter._get_ops_details()  # not public API, but in LiteRT, tflite-runtime and tf.lite alike
+        except AttributeError:
+            return None
+        plain = [op for op in ops if op["op_name"] != "DELEGATE"]
+        covered: set[int] = set()
+        for node in (op for op in ops if op["op_name"] == "DELEGATE"):
+            covered |= _between(plain, set(node["inputs"]), set(node["outputs"]))
+        return len(covered), len(plain)
 
     def set_input(self, frame: np.ndarray) -> None:
         self.check_frame(frame)
@@ -147,8 +169,27 @@ class Classifier:
                 f"got {frame.dtype} {frame.shape}"
             )
 
+    def input_values(self) -> np.ndarray:
+        """A copy of what the input tensor holds now, as set_input left it."""
+        return self._input_tensor()[0].copy()
+
     def probabilities(self) -> np.ndarray:
         scores = self.interpreter.get_tensor(self._output_index)[0]
         if not self.output.quantized:
             return scores.astype(np.float32)
         return (scores.astype(np.float32) - self.output.zero_point) * np.float32(self.output.scale)
+
+
+def _between(ops: list[dict], inputs: set[int], outputs: set[int]) -> set[int]:
+    """Indices of ops computable from inputs alone that also feed, directly or not, one of outputs."""
+    known, forward = set(inputs), set()
+    for op in ops:  # TFLite stores operators in execution order
+        if all(t < 0 or t in known for t in op["inputs"]):
+            forward.add(op["index"])
+            known.update(op["outputs"])
+    wanted, backward = set(outputs), set()
+    for op in reversed(ops):
+        if wanted.intersection(op["outputs"]):
+            backward.add(op["index"])
+            wanted.update(t for t in op["inputs"] if t >= 0 and t not in inputs)
+    return forward & backward

@@ -3,18 +3,21 @@
 A source delivers RGB uint8 frames (converted at its own boundary) and raises
 SourceError when it fails; the daemon reopens it with backoff. One backend per
 file (source_replay, source_opencv, source_picamera2); open_source picks one from a spec.
+A bundle's own self-test frames (`selftest:`) are a replay like any other.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from binbot.errors import BinbotError
 
-SPECS = "picamera2, opencv:INDEX|PATH|URL, or replay:PATH"
+SELFTEST_FILE = "selftest.npz"  # bundle.SELFTEST; not imported, so that a source needs no bundle code
+SPECS = "picamera2, opencv:INDEX|PATH|URL, replay:PATH or selftest:"
 
 
 class SourceError(Exception):
@@ -54,15 +57,23 @@ class Source(ABC):
         return type(self).__name__
 
 
-def open_source(spec: str, height: int, width: int, loop: bool = True, fps: float = 0.0) -> Source:
-    """The source a spec names. height and width are the model input, which cameras may deliver directly."""
-    kind, _, where = spec.partition(":")
+def open_source(spec: str, height: int, width: int, loop: bool = True, fps: float = 0.0,
+                bundle: Path | None = None) -> Source:
+    """The source a spec names. height and width are the model input, which cameras may deliver directly;
+    bundle is the folder whose self-test frames `selftest:` (or an empty spec, as older configs say) replays."""
+    kind, _, where = (spec or "selftest:").partition(":")
     if kind == "replay":
         from binbot.device.source_replay import ReplaySource
 
         if not where:
-            raise BinbotError(f"source {spec!r}: replay needs a folder or video, as replay:PATH")
+            raise BinbotError(f"source {spec!r}: replay needs a folder, video or .npz file, as replay:PATH")
         return ReplaySource(where, loop=loop, fps=fps)
+    if kind == "selftest" and not where:
+        from binbot.device.source_replay import ReplaySource
+
+        if bundle is None:
+            raise BinbotError(f"source {spec!r}: needs a bundle, whose self-test frames it replays")
+        return ReplaySource(bundle / SELFTEST_FILE, loop=loop, fps=fps)
     if kind == "opencv":
         from binbot.device.source_opencv import OpenCVSource
 

@@ -1,4 +1,5 @@
-"""Replay: a folder of images (searched recursively, in name order) or a video file, looped or once."""
+"""Replay: a folder of images (searched recursively, in name order), a video file, or an .npz file of
+frames (as a bundle's selftest.npz holds), looped or once."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from binbot.errors import BinbotError
 
 
 class ReplaySource(Source):
-    def __init__(self, path: str | Path, loop: bool = True, fps: float = 0.0, frames: np.ndarray | None = None):
+    def __init__(self, path: str | Path, loop: bool = True, fps: float = 0.0):
         self.path, self.loop, self.fps = Path(path), loop, fps
         self.live = fps > 0  # unpaced, a replay goes as fast as the classifier and loses nothing
-        self._frames = frames  # in-memory frames (a bundle's self-test inputs) instead of files
+        self._frames: np.ndarray | None = None  # an .npz file's frames, held in memory
         self._files: list[Path] = []
         self._video: cv2.VideoCapture | None = None
         self._next = 0
@@ -27,13 +28,14 @@ class ReplaySource(Source):
         self.unreadable = 0
 
     def describe(self) -> str:
-        return f"replay of {self.path}" + (f" at {self.fps:g} fps" if self.fps else "")
+        in_memory = " (in memory)" if self.path.suffix == ".npz" else ""
+        return f"replay of {self.path}{in_memory}" + (f" at {self.fps:g} fps" if self.fps else "")
 
     def open(self) -> None:
         self._next, self._due = 0, time.monotonic()
-        if self._frames is not None:
-            return
-        if self.path.is_dir():
+        if self.path.suffix == ".npz" and self.path.is_file():
+            self._frames = read_npz_frames(self.path)
+        elif self.path.is_dir():
             self._files = sorted(p for p in self.path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
             if not self._files:
                 raise SourceError(f"{self.path}: no images ({', '.join(IMAGE_SUFFIXES)})")
@@ -103,3 +105,15 @@ class ReplaySource(Source):
             time.sleep(delay)
         else:
             self._due = time.monotonic()  # running late: do not rush to catch up
+
+
+def read_npz_frames(path: Path) -> np.ndarray:
+    """The "inputs" array of an .npz file: RGB uint8 frames of shape (n, height, width, 3)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            frames = archive["inputs"]
+    except (OSError, ValueError, KeyError) as error:
+        raise SourceError(f"{path}: not an .npz file of frames under 'inputs' ({error})") from None
+    if frames.ndim != 4 or frames.shape[0] == 0 or frames.shape[3] != 3 or frames.dtype != np.uint8:
+        raise SourceError(f"{path}: holds {frames.dtype} {frames.shape}, not RGB uint8 frames (n, height, width, 3)")
+    return frames

@@ -1,1 +1,1 @@
-"""On the Pi: the systemd service around `binbot run`, and deploying bundles to it over SSH."""
+"""On the Pi: the systemd service around `binbot run` (unit, default config, installer) and checks of its sandbox."""

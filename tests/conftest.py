@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+
+from helpers import DaemonProcess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -58,6 +62,24 @@ def small_cnn_run(image_folder, tmp_path_factory) -> Path:
     same kinds of layers (rescaling, convolutions, batch norm, ReLU6, pooling, softmax) and its
     scores do depend on the image.
     """
+    return train_small_cnn(image_folder, tmp_path_factory.mktemp("runs") / "small-cnn", TINY_SIZE)
+
+
+@pytest.fixture(scope="session")
+def other_bundle(image_folder, tmp_path_factory) -> Path:
+    """An int8 bundle of another small CNN: two of the three classes, at 40x40 instead of 32x32."""
+    from binbot.cli import main
+
+    two_classes = tmp_path_factory.mktemp("images") / "two"
+    for name in ("bottle", "can"):
+        shutil.copytree(image_folder / name, two_classes / name)
+    run = train_small_cnn(two_classes, tmp_path_factory.mktemp("runs") / "other", 40)
+    out = tmp_path_factory.mktemp("bundles") / "other"
+    assert main(["convert", str(run / "model.keras"), "--out", str(out), "--mode", "int8"]) == 0
+    return out
+
+
+def train_small_cnn(images_folder: Path, run: Path, size: int) -> Path:
     import json
 
     import keras
@@ -69,9 +91,9 @@ def small_cnn_run(image_folder, tmp_path_factory) -> Path:
     from binbot.train import folder
 
     keras.utils.set_random_seed(7)
-    images = folder.scan(image_folder)
+    images = folder.scan(images_folder)
     train, validation = folder.stratified_split(images.examples, 0.25, seed=0)
-    inputs = keras.Input((TINY_SIZE, TINY_SIZE, 3), name="image")
+    inputs = keras.Input((size, size, 3), name="image")
     x = layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
     x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
@@ -82,10 +104,9 @@ def small_cnn_run(image_folder, tmp_path_factory) -> Path:
     x = layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, layers.Dense(len(images.class_names), activation="softmax")(x))
     model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
-    pixels = np.stack([load_model_input(e.path, TINY_SIZE, TINY_SIZE) for e in train]).astype(np.float32)
+    pixels = np.stack([load_model_input(e.path, size, size) for e in train]).astype(np.float32)
     model.fit(pixels, np.array([e.label for e in train]), epochs=20, batch_size=9, verbose=0)
 
-    run = tmp_path_factory.mktemp("runs") / "small-cnn"
     run.mkdir()
     model.save(run / "model.keras")
     write_labels(run / "labels.txt", images.class_names)
@@ -107,3 +128,34 @@ def small_cnn_bundles(small_cnn_run, tmp_path_factory) -> dict[str, Path]:
         bundles[mode] = out / mode
         assert main(["convert", str(small_cnn_run / "model.keras"), "--out", str(bundles[mode]), "--mode", mode]) == 0
     return bundles
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs: a filesystem that really fills up (mounting needs root, as CI has)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+@pytest.fixture
+def start_daemon(tmp_path):
+    """start(*args, **options): `binbot run` ARGS as a DaemonProcess, killed after the test if still running."""
+    daemons = []
+
+    def start(*args, **options):
+        folder = tmp_path / f"daemon{len(daemons)}"
+        folder.mkdir()
+        daemons.append(DaemonProcess(folder, *args, **options))
+        return daemons[-1]
+
+    yield start
+    for daemon in daemons:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+            daemon.process.wait()

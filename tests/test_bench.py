@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from binbot.cli import main
-from binbot.device import bench
+from binbot.device.bench import measure as bench
 from binbot.device.bundle import MODEL, read_bundle, read_selftest_inputs
-from binbot.device.daemon import frame_source
+from binbot.device.source import open_source
 from binbot.device.metrics import STAGES
 from binbot.device.runtime import Classifier
 from conftest import SHARED
@@ -90,16 +90,16 @@ def test_compare_takes_turns_frame_by_frame_and_a_plain_reference_runs_beside_th
     bench.prepare(targets, warmup=1)
     calls = []
     for target in targets:  # a spy: each invoke is recorded, then done as usual
-        interpreter = target.classifier.interpreter
-        interpreter.invoke = lambda real=interpreter.invoke, name=target.name: calls.append(name) or real()
+        classifier = target.classifier
+        classifier.invoke = lambda real=classifier.invoke, name=target.name: calls.append(name) or real()
 
-    with bench.opened(frame_source("", bundle)) as source:
+    with bench.opened(selftest_frames(bundle)) as source:
         bench.measure(targets, source, runs=3, warmup=1, compare=True)
     names = [t.name for t in targets]
     assert calls == names + names * 3  # one warm-up each, then A B C A B C A B C
 
     calls.clear()
-    with bench.opened(frame_source("", bundle)) as source:
+    with bench.opened(selftest_frames(bundle)) as source:
         bench.measure(targets, source, runs=2, warmup=0, compare=False)
     assert calls == [name for name in names for _ in range(2)]
     for target in targets:
@@ -125,7 +125,7 @@ def test_a_plain_model_is_fed_pixels_over_its_input_range(small_cnn_bundles):
     for mode, expected in (("int8", frame), ("float32", frame / 127.5 - 1)):
         plain = bench.PlainModel(small_cnn_bundles[mode] / MODEL, threads=1)
         plain.set_input(frame)
-        fed = plain.interpreter.get_tensor(plain.interpreter.get_input_details()[0]["index"])[0]
+        fed = plain.input_values()
         np.testing.assert_allclose(fed, expected, atol=1e-6)
 
 
@@ -147,18 +147,12 @@ def test_replay_source_of_images_is_captured_and_resized(small_cnn_bundles, imag
 
 
 def test_the_xnnpack_count_excludes_what_the_delegate_does_not_run(small_cnn_bundles):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    from binbot.device.bench_system import delegated_ops
-
-    delegated, total = delegated_ops(Classifier(small_cnn_bundles["float32"] / MODEL, 1).interpreter)
+    delegated, total = Classifier(small_cnn_bundles["float32"] / MODEL, 1).delegated_ops()
     assert delegated == total > 0  # XNNPACK runs every op of a float model
-    delegated, total = delegated_ops(Classifier(small_cnn_bundles["int8"] / MODEL, 1).interpreter)
+    delegated, total = Classifier(small_cnn_bundles["int8"] / MODEL, 1).delegated_ops()
     assert 0 < delegated < total  # the uint8 <-> int8 QUANTIZE ops at either end stay with TFLite's own kernels
-    undelegated = Interpreter(model_path=str(small_cnn_bundles["int8"] / MODEL),
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    undelegated.allocate_tensors()
-    assert delegated_ops(undelegated) == (0, total)
+    # TFLite's reference kernels come without the default delegate.
+    assert Classifier(small_cnn_bundles["int8"] / MODEL, 1, reference_kernels=True).delegated_ops() == (0, total)
 
 
 def bench_command(*args: str) -> subprocess.CompletedProcess:
@@ -186,3 +180,7 @@ def test_bad_input_is_a_one_line_error(small_cnn_bundles, tmp_path, args, messag
     assert len(lines) == 1 and lines[0].startswith("binbot bench: error: "), result.stderr
     assert re.search(message.format(**{k: re.escape(v) for k, v in where.items()}), lines[0]), lines[0]
     assert result.stdout == ""
+
+
+def selftest_frames(bundle):
+    return open_source("selftest:", bundle.height, bundle.width, bundle=bundle.path)

@@ -13,7 +13,7 @@ from binbot.device import runtime
 from binbot.device.bundle import FORMAT_VERSION, MANIFEST, MODEL, SELFTEST, load_bundle, manifest_checksum, read_bundle
 from binbot.device.runtime import Classifier
 from binbot.errors import BinbotError
-from test_package import run_without_tensorflow
+from helpers import run_without_tensorflow
 
 MODES = ("int8", "float16", "dynamic", "float32")
 
@@ -62,6 +62,25 @@ def test_an_unsupported_format_version_is_refused_with_what_to_do(bundle):
     rewrite_manifest(bundle, lambda m: m.update(format_version=FORMAT_VERSION + 1))
 
     with pytest.raises(BinbotError, match=f"format version {FORMAT_VERSION + 1} is not supported.*update binbot"):
+        read_bundle(bundle)
+
+
+def test_a_new_bundle_asks_for_the_bit_exact_resize(small_cnn_bundles):
+    assert read_bundle(small_cnn_bundles["int8"]).resize_policy == "stretch-area-exact"
+
+
+def test_a_bundle_of_the_older_resize_policy_is_still_served_with_it(bundle):
+    """Bundles deployed before the bit-exact resize say "stretch-area"; the device keeps serving them."""
+    rewrite_manifest(bundle, lambda m: m["input"].update(resize_policy="stretch-area"))
+
+    assert load_bundle(bundle).bundle.resize_policy == "stretch-area"
+
+
+def test_an_unknown_resize_policy_is_refused_naming_the_known_ones(bundle):
+    rewrite_manifest(bundle, lambda m: m["input"].update(resize_policy="center-crop"))
+
+    with pytest.raises(BinbotError, match=r"bundle.json: expects RGB frames resized by 'center-crop'; this binbot feeds "
+                                          r"RGB frames resized by 'stretch-area-exact' or 'stretch-area'"):
         read_bundle(bundle)
 
 
@@ -228,3 +247,26 @@ def test_inspect_runs_where_tensorflow_is_not_installed(small_cnn_bundles):
 
     assert result.returncode == 0, result.stderr
     assert "verifies; ready to serve" in result.stdout and "on ai-edge-litert" in result.stdout
+
+
+def test_a_bundle_of_the_older_resize_policy_is_classified_with_its_own_resize(bundle, tmp_path):
+    import cv2
+
+    from binbot.device.frames import read_rgb, resize_to_input
+
+    rewrite_manifest(bundle, lambda m: m["input"].update(resize_policy="stretch-area"))
+    noise = np.random.default_rng(0)
+    images = [tmp_path / f"noise{n}.png" for n in range(4)]
+    for path in images:  # noise at a camera size: where the two resizes round differently
+        cv2.imwrite(str(path), noise.integers(0, 256, (480, 640, 3), dtype=np.uint8))
+    loaded = load_bundle(bundle)
+    height, width = loaded.classifier.height, loaded.classifier.width
+    old = {str(p): resize_to_input(read_rgb(p), height, width, "stretch-area") for p in images}
+    new = {str(p): resize_to_input(read_rgb(p), height, width) for p in images}
+    assert any((old[p] != new[p]).any() for p in old)  # the two policies differ on these photos
+
+    assert main(["classify", str(bundle), *map(str, images), "--json", str(tmp_path / "out.json"), "--top-k", "3"]) == 0
+
+    for result in json.loads((tmp_path / "out.json").read_text())["results"]:
+        expected = loaded.classifier.classify(old[result["image"]])
+        assert [t["p"] for t in result["top"]] == sorted((round(float(p), 4) for p in expected), reverse=True)

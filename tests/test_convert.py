@@ -123,11 +123,11 @@ def test_int8_check_refuses_a_model_with_float_ops(small_cnn_bundles):
 @pytest.fixture(scope="module")
 def int8_with_narrow_calibration(small_cnn_run):
     """An int8 model calibrated on images without any 0 or 255 pixel: its input is not raw pixels."""
-    from binbot.convert.source import load_source
+    from binbot.convert.checkpoint import load_for_conversion
 
-    source = load_source(small_cnn_run / "model.keras")
+    checkpoint = load_for_conversion(small_cnn_run / "model.keras")
     frames, _ = split_images(small_cnn_run, "train")
-    with source.saved_model() as saved_model:
+    with checkpoint.saved_model() as saved_model:
         return tflite.convert(saved_model, "int8", np.clip(frames, 40, 200))
 
 

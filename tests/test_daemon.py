@@ -8,108 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from binbot.device.bundle import MODEL, load_bundle, read_bundle
 from binbot.device.frames import load_model_input
-
-TIMEOUT = 60  # generous: the machine may be busy; the waits end as soon as the thing happens
-
-
-def wait_for(what, condition, timeout=TIMEOUT, interval=0.05):
-    """condition()'s first true value, polling; fails naming what was awaited."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class NotifySocket:
-    """Stands in for systemd: a datagram socket collecting what the daemon sends."""
-
-    def __init__(self):
-        self.folder = tempfile.mkdtemp(prefix="binbot-notify-")  # short: AF_UNIX paths are limited to 108 bytes
-        self.path = os.path.join(self.folder, "notify")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.1)
-        self.messages: list[str] = []
-
-    def received(self, prefix):
-        try:
-            while True:
-                self.messages.append(self.sock.recv(4096).decode())
-        except (socket.timeout, BlockingIOError):
-            pass
-        return [m for m in self.messages if any(line.startswith(prefix) for line in m.splitlines())]
-
-    def close(self):
-        self.sock.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-class Daemon:
-    """`binbot run` in a child process, its events and log in files."""
-
-    def __init__(self, tmp, *args, env=None):
-        self.events, self.log = tmp / "events.jsonl", tmp / "daemon.log"
-        command = [sys.executable, "-m", "binbot", "run", "--http", "127.0.0.1:0", "--events", str(self.events), *args]
-        with open(self.log, "w") as log:
-            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log,
-                                            env={**os.environ, **(env or {})})
-        self.url = wait_for("the daemon to log its address", self._address)
-
-    def _address(self):
-        if self.process.poll() is not None:
-            raise AssertionError(f"binbot run exited with {self.process.returncode}:\n{self.log.read_text()}")
-        found = re.search(r"listening on (http://\S+)", self.log.read_text())
-        return found and found.group(1)
-
-    def get(self, path):
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=10) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
-
-    def health(self):
-        status, body = self.get("/healthz")
-        return status, json.loads(body)
-
-    def event_lines(self):
-        text = self.events.read_text() if self.events.exists() else ""
-        return [json.loads(line) for line in text.splitlines() if line.endswith("}")]
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=TIMEOUT)
-
-
-@pytest.fixture
-def start_daemon(tmp_path):
-    daemons = []
-
-    def start(*args, env=None):
-        folder = tmp_path / f"daemon{len(daemons)}"
-        folder.mkdir()
-        daemons.append(Daemon(folder, *args, env=env))
-        return daemons[-1]
-
-    yield start
-    for daemon in daemons:
-        if daemon.process.poll() is None:
-            daemon.process.kill()
-            daemon.process.wait()
+from helpers import TIMEOUT, NotifySocket, wait_for
 
 
 @pytest.fixture
@@ -335,3 +240,102 @@ def test_classify_into_a_missing_folder_is_a_one_line_error(small_cnn_bundles, i
     assert main(["classify", str(small_cnn_bundles["int8"]), str(image_folder / "can"), "--json", str(out)]) == 1
 
     assert capsys.readouterr().err == f"binbot classify: error: {out}: cannot write there (No such file or directory)\n"
+
+
+@pytest.fixture
+def hung_camera(tmp_path):
+    """A camera that hangs as it opens: OpenCV blocks opening a FIFO until something writes to it."""
+    fifo = tmp_path / "camera.fifo"
+    os.mkfifo(fifo)
+    return fifo
+
+
+def feed_video(fifo, frames=200):
+    """Start a 'camera' writing an MJPEG video into fifo (the writer thread ends when the reader does)."""
+    import threading
+
+    import cv2
+    import numpy as np
+
+    def write():
+        writer_path = fifo.with_suffix(".avi")
+        video = cv2.VideoWriter(str(writer_path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+        for n in range(frames):
+            video.write(np.full((48, 64, 3), n % 256, np.uint8))
+        video.release()
+        try:
+            with open(fifo, "wb") as out:
+                out.write(writer_path.read_bytes())
+        except BrokenPipeError:
+            pass
+
+    threading.Thread(target=write, daemon=True).start()
+
+
+def test_a_hung_camera_gets_no_ready_no_watchdog_and_no_latest_until_frames_come(start_daemon, notify_socket,
+                                                                                  small_cnn_bundles, hung_camera):
+    daemon = start_daemon("--bundle", str(small_cnn_bundles["int8"]), "--source", f"opencv:{hung_camera}",
+                          env={"NOTIFY_SOCKET": notify_socket.path, "WATCHDOG_USEC": "200000"})
+
+    assert daemon.get("/latest") == (404, '{"error": "no frame classified yet"}')
+    status, health = daemon.health()
+    assert status == 503 and health["frames"] == 0
+    wait_for("five watchdog intervals", lambda: daemon.health()[1]["uptime"] >= 1.0)
+    assert notify_socket.received("WATCHDOG=1") == [] and notify_socket.received("READY=1") == []
+
+    feed_video(hung_camera)  # the camera comes to life: now the daemon is ready and petting the watchdog
+    wait_for("READY=1", lambda: notify_socket.received("READY=1"))
+    wait_for("WATCHDOG=1", lambda: notify_socket.received("WATCHDOG=1"))
+    assert daemon.get("/latest")[0] == 200
+    assert daemon.stop() == 0
+
+
+def test_sigterm_while_the_camera_hangs_exits_0_within_the_deadline(start_daemon, small_cnn_bundles, hung_camera):
+    daemon = start_daemon("--bundle", str(small_cnn_bundles["int8"]), "--source", f"opencv:{hung_camera}")
+    wait_for("a second of waiting on the camera", lambda: daemon.health()[1]["uptime"] >= 1.0)
+    assert daemon.health()[1]["source"]["state"] == "starting"  # still inside the camera's open
+
+    daemon.process.send_signal(signal.SIGTERM)
+
+    assert daemon.process.wait(timeout=10) == 0  # the capture thread is abandoned after SHUTDOWN_DEADLINE
+    log = daemon.log.read_text()
+    assert "SIGTERM: finishing and exiting" in log and "Traceback" not in log
+
+
+def test_sighup_to_a_bundle_with_other_classes_and_input_size(start_daemon, small_cnn_bundles, other_bundle,
+                                                              image_folder, tmp_path):
+    old, new = read_bundle(small_cnn_bundles["int8"]), read_bundle(other_bundle)
+    assert (new.class_names, new.height) != (old.class_names, old.height)
+    current = tmp_path / "current"
+    current.symlink_to(old.path)
+    daemon = start_daemon("--bundle", str(current), "--source", f"replay:{image_folder}", "--window", "2",
+                          "--threshold", "0.3")
+    wait_for("events from the first model", lambda: len(daemon.event_lines()) >= 2)
+
+    switch_to(current, new.path)
+    daemon.process.send_signal(signal.SIGHUP)
+    status, health = wait_for("the new model", lambda: (h := daemon.health())[1]["model"] == new.id and h)
+    frames = health["frames"]
+    wait_for("frames from the new model", lambda: daemon.health()[1]["frames"] > frames + 5)
+
+    latest = json.loads(daemon.get("/latest")[1])
+    assert latest["model"] == new.id and {t["label"] for t in latest["top"]} == set(new.class_names)
+    later = wait_for("events from the new model", lambda: [e for e in daemon.event_lines() if e["model"] == new.id])
+    assert all(e["label"] in new.class_names and len(e["top"]) == 2 for e in later)
+    assert daemon.stop() == 0
+    assert "Traceback" not in daemon.log.read_text()
+
+
+def test_an_ipv6_address_is_served(start_daemon, small_cnn_bundles):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    daemon = start_daemon("--bundle", str(small_cnn_bundles["int8"]), "--http", "[::1]:0")
+
+    assert daemon.url.startswith("http://[::1]:")
+    assert wait_for("serving", lambda: daemon.health()[0] == 200)
+    assert daemon.stop() == 0
+
+
+def test_an_ipv6_address_without_brackets_is_refused(small_cnn_bundles):
+    assert run_refused("--bundle", str(small_cnn_bundles["int8"]), "--http", "::1:8080") == (
+        "binbot run: error: command line: http = '::1:8080': an IPv6 address goes in brackets, as [::1]:8080")

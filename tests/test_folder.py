@@ -45,6 +45,33 @@ def test_unreadable_files_are_skipped_with_one_warning_each(tmp_path, capsys):
     assert len(warnings) == 4
 
 
+def write_files_only_pillow_reads(folder):
+    """A PNG cut short inside its last chunk, and a TGA named .png: Pillow decodes both, OpenCV neither."""
+    Image.new("RGB", (20, 15), (200, 80, 40)).save(folder / "whole.png")
+    whole = (folder / "whole.png").read_bytes()
+    (folder / "whole.png").unlink()
+    (folder / "cut_short.png").write_bytes(whole[:-20])
+    Image.new("RGB", (20, 15), (200, 80, 40)).save(folder / "targa.png", format="TGA")
+    for name in ("cut_short.png", "targa.png"):
+        with Image.open(folder / name) as image:
+            image.load()  # what the trainer checked files with before: it let these through
+    return ["cut_short.png", "targa.png"]
+
+
+def test_files_are_checked_with_the_decoder_training_uses(tmp_path, capsys):
+    root = make_folder(tmp_path, {"can": 2, "paper": 2})
+    names = write_files_only_pillow_reads(root / "can")
+
+    images = scan(root)
+
+    skipped = {path.name: why for path, why in images.skipped}
+    assert skipped == {"cut_short.png": "truncated or corrupt image (OpenCV cannot decode it)",
+                       "targa.png": "not an image in a format OpenCV reads"}
+    assert images.counts() == {"can": 2, "paper": 2}
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: skipping")]
+    assert sorted(warnings) == [f"warning: skipping {root / 'can' / name}: {skipped[name]}" for name in names]
+
+
 def test_fewer_than_two_classes_is_an_error(tmp_path):
     with pytest.raises(BinbotError, match="at least 2"):
         scan(make_folder(tmp_path, {"only": 4}))

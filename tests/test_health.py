@@ -4,12 +4,10 @@ import threading
 
 import numpy as np
 
-from binbot.device.bundle import load_bundle
-from binbot.device.capture import Capture
 from binbot.device.config import RunConfig
-from binbot.device.daemon import Daemon, log
+from binbot.device.daemon import Daemon
 from binbot.device.source import Frame, Source
-from test_daemon import wait_for
+from helpers import run_daemon, wait_for
 
 
 class HangingCamera(Source):
@@ -32,17 +30,17 @@ class HangingCamera(Source):
 
 
 def test_a_camera_stuck_in_its_read_makes_health_fail_and_say_stalled(small_cnn_bundles):
-    daemon = Daemon(RunConfig(bundle=str(small_cnn_bundles["int8"]), stale_after=0.3, http="off"))
-    daemon.model = load_bundle(daemon.config.bundle)
     camera = HangingCamera(np.zeros((48, 64, 3), np.uint8))
-    daemon.capture = Capture(camera, daemon.slot, daemon.metrics, log, (32, 32))
-    daemon.capture.start()
-    try:
-        daemon._classify(wait_for("the one frame", lambda: daemon.slot.take(0.1)))
-        assert daemon.health()[0]
+    daemon = Daemon(RunConfig(bundle=str(small_cnn_bundles["int8"]), stale_after=0.3, http="off"), camera)
+
+    def check(daemon):
+        ok, health = wait_for("the one frame", lambda: (h := daemon.health()) and h[1].get("frames") == 1 and h)
+        assert ok and health["source"]["state"] == "open"
 
         ok, health = wait_for("health to fail", lambda: (h := daemon.health()) and not h[0] and h)
         assert health["source"]["state"] == "stalled" and health["last_frame_age"] >= 0.3
+
+    try:
+        assert run_daemon(daemon, check) == 0
     finally:
         camera.release.set()
-        daemon.capture.stop(1.0)

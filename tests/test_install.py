@@ -175,17 +175,19 @@ def test_a_changed_checkout_is_reinstalled_once(installed, tmp_path):
     with open(checkout / "device/__init__.py", "a") as file:
         file.write(marker)
     site_packages = next((installed.root / "opt/binbot/venv/lib").glob("python3*/site-packages"))
+    installed_module = site_packages / "binbot/device/__init__.py"
     try:
         updated = run_install(installed.root, checkout / "systemd/install.sh")
+        had_marker = marker in installed_module.read_text()
         again = run_install(installed.root, checkout / "systemd/install.sh")
     finally:
         restored = run_install(installed.root)  # back to this checkout's code, for the other tests
 
     assert updated.returncode == 0, updated.stderr
-    assert "installed binbot" in updated.stdout
-    assert "nothing to do" in again.stdout
-    assert "installed binbot" in restored.stdout
-    assert marker not in (site_packages / "binbot/device/__init__.py").read_text()
+    assert "installed binbot" in updated.stdout and had_marker  # the changed code really went in
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+    assert restored.returncode == 0 and "installed binbot" in restored.stdout
+    assert marker not in installed_module.read_text()
 
 
 @pytest.mark.skipif(subprocess.run([SYSTEM_PYTHON, "-I", "-c", "import numpy"], capture_output=True).returncode != 0,

@@ -2,35 +2,10 @@
 
 import json
 import os
-import subprocess
-
-import pytest
 
 from binbot.device.jsonlines import LOG_EVERY, REOPEN_EVERY, JsonLinesWriter
 from binbot.device.metrics import Metrics
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 64 KiB tmpfs: a filesystem that really fills up (needs root, as CI has)."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=True)
-
-
-def fill(folder, name="filler"):
-    """Write to folder until the filesystem has no room left."""
-    with open(folder / name, "wb", buffering=0) as filler:
-        try:
-            while True:
-                filler.write(b"\0" * 1024)
-        except OSError:
-            pass
+from helpers import fill
 
 
 class Clock:

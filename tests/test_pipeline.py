@@ -1,5 +1,7 @@
 """The tf.data pipeline: the device's preprocessing, augmentation for training batches only."""
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -8,6 +10,7 @@ from binbot.train.folder import scan
 from binbot.train.model import build_model
 from binbot.train.pipeline import augmentation, make_dataset
 from conftest import TINY_SIZE
+from test_folder import write_files_only_pillow_reads
 
 
 def batches(dataset):
@@ -20,6 +23,16 @@ def test_validation_batches_are_exactly_the_device_preprocessing(image_folder):
     expected = np.stack([load_model_input(e.path, TINY_SIZE, TINY_SIZE) for e in examples])
     np.testing.assert_array_equal(images, expected.astype(np.float32))
     assert list(labels) == [e.label for e in examples]
+
+
+def test_a_file_another_library_reads_is_skipped_rather_than_failing_an_epoch(image_folder, tmp_path):
+    data = shutil.copytree(image_folder, tmp_path / "data")
+    write_files_only_pillow_reads(data / "can")
+    examples = scan(data).examples
+
+    (images, labels), = batches(make_dataset(examples, TINY_SIZE, batch_size=64, training=True))
+
+    assert len(images) == len(examples) == 36
 
 
 def test_training_batches_are_shuffled_and_augmented_but_keep_their_labels(image_folder):

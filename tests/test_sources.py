@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from binbot.device.bundle import read_bundle, read_selftest_inputs
 from binbot.device.frames import resize_to_input
 from binbot.device.source import SourceError, open_source
 from binbot.device.source_replay import ReplaySource
@@ -92,7 +93,8 @@ def test_opencv_source_that_runs_out_raises_so_the_daemon_reopens_it(tmp_path):
 def test_replay_of_a_video_is_rgb_too(tmp_path):
     frames = read_all(ReplaySource(write_video(tmp_path / "v.avi", [GREEN, RED]), loop=False))
     assert len(frames) == 2
-    assert_close(frames[0].rgb, GREEN) and assert_close(frames[1].rgb, RED)
+    assert_close(frames[0].rgb, GREEN)
+    assert_close(frames[1].rgb, RED)
 
 
 class FakePicamera2:
@@ -164,14 +166,32 @@ def test_picamera2_missing_is_a_source_error_saying_how_to_install_it(monkeypatc
         open_source("picamera2", 32, 32).open()
 
 
-@pytest.mark.parametrize("spec", ["webcam", "replay:", "opencv:", "picamera2:0"])
+@pytest.mark.parametrize("spec", ["webcam", "picamera2:0", "selftest:somewhere"])
 def test_unknown_specs_are_refused_naming_the_choices(spec):
-    with pytest.raises(BinbotError, match="source"):
+    with pytest.raises(BinbotError, match=re.escape(f"source {spec!r}: not a source; use picamera2, opencv:")):
         open_source(spec, 32, 32)
 
 
+@pytest.mark.parametrize("spec, problem", [("replay:", "replay needs a folder, video or .npz file"),
+                                           ("opencv:", "opencv needs a device index, path or URL"),
+                                           ("selftest:", "needs a bundle, whose self-test frames it replays")])
+def test_a_spec_missing_its_part_says_what_it_needs(spec, problem):
+    with pytest.raises(BinbotError, match=re.escape(f"source {spec!r}: {problem}")):
+        open_source(spec, 32, 32)
+
+
+def test_selftest_replays_the_bundles_own_frames_in_memory(small_cnn_bundles):
+    bundle = read_bundle(small_cnn_bundles["int8"])
+    source = open_source("selftest:", bundle.height, bundle.width, loop=False, bundle=bundle.path)
+
+    frames = read_all(source)
+
+    np.testing.assert_array_equal(np.stack([f.rgb for f in frames]), read_selftest_inputs(bundle))
+    assert source.describe() == f"replay of {bundle.path / 'selftest.npz'} (in memory)"
+
+
 def test_resize_parity_a_replayed_frame_is_what_training_feeds(image_folder):
-    tf = pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow")
     from binbot.train.folder import scan
     from binbot.train.pipeline import make_dataset
 
@@ -184,7 +204,6 @@ def test_resize_parity_a_replayed_frame_is_what_training_feeds(image_folder):
         replayed[frame.origin] = frame.rgb
     for example, pixels in zip(examples, trained_on):
         np.testing.assert_array_equal(resize_to_input(replayed[str(example.path)], 40, 40), pixels.astype(np.uint8))
-    assert tf is not None
 
 
 def write_png(path, colour):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from binbot.deploy.settings import Settings
 from binbot.device.config import KEYS, MAX_THREADS, RunConfig, load_config
 from binbot.device.httpserver import MAX_CONNECTIONS
 from binbot.tomlfile import tomllib
@@ -27,6 +28,7 @@ from binbot.systemd import syscall_check
 SYSTEMD = Path(__file__).resolve().parents[1] / "systemd"
 UNIT = SYSTEMD / "binbot.service"
 CONFIG = SYSTEMD / "binbot.toml"
+INSTALL = SYSTEMD / "install.sh"
 BINBOT = Path(sys.executable).parent / "binbot"
 
 needs_systemd_analyze = pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
@@ -113,7 +115,7 @@ def test_the_unit_follows_the_pi_conventions():
     assert int(setting["TasksMax"]) >= 2 * MAX_THREADS + MAX_CONNECTIONS + 8
     # Without a bundle the unit is skipped; the path is the one the default config serves.
     condition = re.search(r"^ConditionPathExists=(.+)$", UNIT.read_text(), re.M)[1]
-    assert condition == load_config(CONFIG, {}).bundle == "/var/lib/binbot/bundles/current"
+    assert condition == load_config(CONFIG, {}).bundle == f"{Settings().bundles_dir}/current"
 
 
 def seconds(span: str) -> float:
@@ -126,9 +128,26 @@ def test_the_default_config_loads_with_the_daemons_own_parser():
     config = load_config(CONFIG, {})
 
     assert config.source == "picamera2"
-    assert config.bundle == "/var/lib/binbot/bundles/current"
-    assert config.http == "127.0.0.1:8080"
-    assert config.http_address == ("127.0.0.1", 8080)
+    assert config.bundle == f"{Settings().bundles_dir}/current"
+    assert config.http == RunConfig().http
+    assert config.http_address == RunConfig().http_address
+
+
+def test_the_unit_installer_and_default_config_agree_with_the_defaults_in_code():
+    """The state folder, the service's name and its HTTP address are defined once, in Python; the Pi's files match."""
+    deploy = Settings()
+    unit = syscall_check.read_unit(UNIT)
+    installer = INSTALL.read_text()
+    config = load_config(CONFIG, {})
+
+    assert "/var/lib/" + unit["StateDirectory"][-1] == deploy.remote_dir
+    assert re.search(r"^STATE=(\S+)$", installer, re.M)[1] == deploy.remote_dir
+    assert '"$STATE/bundles"' in installer  # the folder the installer makes is deploy's bundles_dir
+    assert config.bundle == f"{deploy.bundles_dir}/current"
+    assert config.http == RunConfig().http
+    assert deploy.health_url == f"http://{config.http}/healthz"
+    assert shlex.split(deploy.reload_command)[-1] + ".service" == UNIT.name
+    assert re.search(r"^UNIT=(\S+)$", installer, re.M)[1] == f"/etc/systemd/system/{UNIT.name}"
 
 
 COMMENTED_SETTING = re.compile(r"^# (\w+) = (.+?)(?:\s+#\s*(.*))?$")

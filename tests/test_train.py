@@ -78,7 +78,7 @@ def test_explicit_validation_folder(image_folder, tmp_path):
         (val / name).mkdir(parents=True)
         shutil.copy(next((image_folder / name).iterdir()), val / name / "x.jpg")
     out = tmp_path / "run"
-    main(["train", "--data", str(image_folder), "--val-data", str(val), "--out", str(out), *TINY, "--epochs", "1"])
+    assert main(["train", "--data", str(image_folder), "--val-data", str(val), "--out", str(out), *TINY, "--epochs", "1"]) == 0
     assert json.loads((out / "metrics.json").read_text())["images"] == {"train": 36, "validation": 2, "skipped": 0}
 
 
@@ -261,8 +261,8 @@ def test_pretrained_base_learns_the_synthetic_classes(tmp_path):
     # 30 photos a class leave 6 a class for validation: one mistake costs 5.6 points, not 17.
     data = write_dataset(tmp_path / "data", per_class=30, seed=5)
     out = tmp_path / "run"
-    main(["train", "--data", str(data), "--out", str(out), "--weights", str(IMAGENET_H5),
-          "--image-size", "96", "--batch-size", "8", "--epochs", "4"])
+    assert main(["train", "--data", str(data), "--out", str(out), "--weights", str(IMAGENET_H5),
+                 "--image-size", "96", "--batch-size", "8", "--epochs", "4"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["images"]["validation"] == 18
     assert metrics["accuracy"] >= 0.9

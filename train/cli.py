@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
+from binbot import quiet
 from binbot.helpformat import DefaultsFormatter
 
 DEFAULTS_NOTE = "Defaults are the seed recipe: frozen ImageNet base, Adam, batch 32, 10 epochs, with augmentation."
@@ -66,13 +66,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.set_defaults(handler=_evaluate)
 
 
-def _quiet_tensorflow() -> None:
-    """TensorFlow's C++ start-up chatter (CUDA probing, CPU flags) says nothing a user can act on."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # set it lower to see them
-
-
 def _train(args: argparse.Namespace) -> int:
-    _quiet_tensorflow()
+    quiet.import_tensorflow()
     from binbot.train.trainer import TrainConfig, train
 
     weights = None if args.weights.lower() == "none" else args.weights
@@ -88,7 +83,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    _quiet_tensorflow()
+    quiet.import_tensorflow()
     from binbot.train.trainer import evaluate
 
     out = args.out or args.checkpoint.parent / f"evaluation-{args.data.resolve().name}"

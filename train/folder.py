@@ -8,9 +8,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+import cv2
 
-from binbot.device.frames import IMAGE_SUFFIXES
+from binbot.device.frames import IMAGE_SUFFIXES, read_rgb
 from binbot.errors import BinbotError
 
 
@@ -78,18 +78,21 @@ def scan(root: str | Path, class_names: list[str] | None = None) -> ImageFolder:
 
 
 def _problem_with(path: Path) -> str | None:
-    """Why an image file cannot be used, or None if it decodes completely."""
+    """Why an image file cannot be used, or None if it decodes.
+
+    It is decoded as training, calibration and the device decode it (OpenCV's read_rgb), so a file
+    another library would read but OpenCV refuses is skipped here, not fatal mid-epoch.
+    """
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         return f"not an image file extension ({', '.join(IMAGE_SUFFIXES)})"
     if path.stat().st_size == 0:
         return "empty file"
     try:
-        with Image.open(path) as image:
-            image.load()  # a full decode: truncated files fail here, not mid-training
-    except UnidentifiedImageError:
-        return "not an image in a format BinBot reads"
-    except (OSError, SyntaxError, ValueError) as error:
-        return f"truncated or corrupt image ({error})"
+        read_rgb(path)
+    except BinbotError:
+        if cv2.haveImageReader(str(path)):
+            return "truncated or corrupt image (OpenCV cannot decode it)"
+        return "not an image in a format OpenCV reads"
     return None
 
 

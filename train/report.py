@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from binbot.train.metrics import format_table
+from binbot.train.scores import format_table
 
 SKIPPED_SHOWN = 20
 

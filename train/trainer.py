@@ -17,7 +17,7 @@ from binbot.device.labels import read_labels, write_labels
 from binbot.errors import BinbotError
 from binbot.files import build_directory, check_can_write, check_out_apart, write_json
 from binbot.train import folder, plots, report
-from binbot.train.metrics import classification_metrics, format_table
+from binbot.train.scores import classification_metrics, format_table
 from binbot.train.model import build_model, freeze_base, load_checkpoint, unfreeze_top
 from binbot.train.pipeline import make_dataset
 

@@ -1,4 +1,4 @@
-"""What a benchmark ran on: the machine, and how much of a model the XNNPACK delegate took over."""
+"""What a benchmark ran on (CPU, cores, board, system) and the memory it peaked at."""
 
 from __future__ import annotations
 
@@ -49,37 +49,3 @@ def peak_resident_mb() -> float:
             return int(line.split()[1]) * 1024 / 1e6
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6
-
-
-def delegated_ops(interpreter) -> tuple[int, int] | None:
-    """(operators a delegate runs, operators in the model), or None if the runtime cannot tell.
-
-    The interpreter's log line about creating the XNNPACK delegate is printed once per process,
-    so it cannot say which of several models was delegated. The graph can: each DELEGATE node
-    stands for the operators it replaced, which are those lying on a path from its inputs to its
-    outputs. With LiteRT's default op resolver the only delegate applied is XNNPACK.
-    """
-    try:
-        ops = interpreter._get_ops_details()  # not public API, but in LiteRT, tflite-runtime and tf.lite alike
-    except AttributeError:
-        return None
-    plain = [op for op in ops if op["op_name"] != "DELEGATE"]
-    covered: set[int] = set()
-    for node in (op for op in ops if op["op_name"] == "DELEGATE"):
-        covered |= _between(plain, set(node["inputs"]), set(node["outputs"]))
-    return len(covered), len(plain)
-
-
-def _between(ops: list[dict], inputs: set[int], outputs: set[int]) -> set[int]:
-    """Indices of ops computable from inputs alone that also feed, directly or not, one of outputs."""
-    known, forward = set(inputs), set()
-    for op in ops:  # TFLite stores operators in execution order
-        if all(t < 0 or t in known for t in op["inputs"]):
-            forward.add(op["index"])
-            known.update(op["outputs"])
-    wanted, backward = set(outputs), set()
-    for op in reversed(ops):
-        if wanted.intersection(op["outputs"]):
-            backward.add(op["index"])
-            wanted.update(t for t in op["inputs"] if t >= 0 and t not in inputs)
-    return forward & backward

@@ -23,24 +23,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from binbot.device.bundle import FILES, ID_PATTERN, MANIFEST, load_bundle, sha256_file
-from binbot.systemd.remote import Remote, RemoteError
+from binbot.deploy.remote import Remote, RemoteError, remote_script
+from binbot.deploy.settings import Settings
 
 Say = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How the service is laid out and reloaded on a Pi (the defaults are the installer's)."""
-
-    remote_dir: str = "/var/lib/binbot"
-    reload_command: str = "systemctl reload-or-restart binbot"
-    health_url: str = "http://127.0.0.1:8080/healthz"
-    timeout: float = 60.0
-    keep: int = 3
-
-    @property
-    def bundles_dir(self) -> str:
-        return self.remote_dir.rstrip("/") + "/bundles"
 
 
 @dataclass(frozen=True)
@@ -88,136 +74,15 @@ def check_local(path: Path, threads: int, say: Say) -> LocalBundle:
     return LocalBundle(path, loaded.bundle.id, sha256, sum((path / name).stat().st_size for name in sha256))
 
 
-# --- what runs on the Pi -------------------------------------------------------------------------
+# --- what runs on the Pi: the files in scripts/ ----------------------------------------------------
 
-# python3 is on every Raspberry Pi OS; the service answers on the Pi's loopback only.
-# Arguments: url, the model id awaited ("" for one look), the reload_error seen before, seconds to wait.
-HEALTH_PROGRAM = r"""
-import json, sys, time, urllib.error, urllib.request
-url, want, before, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-def fetch():
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            answer = json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        try:
-            answer = json.loads(error.read())
-        except ValueError:
-            return {"unreachable": "HTTP %d from %s" % (error.code, url)}
-    except (OSError, ValueError) as error:
-        return {"unreachable": "%s: %s" % (url, getattr(error, "reason", error))}
-    return answer if isinstance(answer, dict) else {"unreachable": "%s: not a /healthz answer" % url}
-deadline = time.monotonic() + timeout
-while True:
-    health = fetch()
-    if want and health.get("model") == want and health.get("ok"):
-        break
-    if health.get("reload_error") and health.get("reload_error") != before:
-        break
-    if time.monotonic() >= deadline:
-        break
-    time.sleep(0.5)
-print(json.dumps(health))
-"""
-
-NEEDS_PYTHON = 'command -v python3 >/dev/null 2>&1 || { echo "binbot: python3 is not installed, so /healthz cannot be read" >&2; exit 3; }\n'
-
-# $1 bundles folder, $2 the health program, $3 health url.
-STATE_SCRIPT = NEEDS_PYTHON + r"""
-echo "user $(id -un)"
-if [ -d "$1" ]; then
-    cd "$1" || { echo "binbot: cannot read $1" >&2; exit 3; }
-    for link in current previous; do
-        if [ -L "$link" ]; then echo "$link $(readlink "$link")"; fi
-    done
-    for entry in *; do
-        if [ -d "$entry" ] && [ ! -L "$entry" ]; then echo "dir $(stat -c %Y -- "$entry") $entry"; fi
-    done
-fi
-echo "health $(python3 -c "$2" "$3" "" "" 0)"
-"""
-
-# Leaves $failed naming the files that do not match; the folder is the current one.
-CHECK_SUMS = r"""
-command -v sha256sum >/dev/null 2>&1 || { echo "binbot: sha256sum (coreutils) is not installed" >&2; exit 3; }
-check_sums() {
-    failed=$(printf '%s' "$1" | sha256sum --check --quiet --strict - 2>/dev/null) && return 0
-    failed=$(printf '%s\n' "$failed" | sed -n 's/: FAILED.*//p' | tr '\n' ' ')
-    failed=${failed% }
-    return 1
-}
-"""
-
-# Every path a script changes is <bundles folder>/<id>[.partial]: an argument that is not a bundle id
-# is refused here too, whatever the workstation checked.
-REQUIRE_IDS = r"""
-require_ids() {
-    for id in "$@"; do
-        case $id in
-            [0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]) ;;
-            *) printf 'binbot: refusing %s: not a bundle id (12 hex digits)\n' "'$id'" >&2; exit 3 ;;
-        esac
-    done
-}
-"""
-
-# $1 bundles folder, $2 id, $3 checksum lines. Input: a tar of the bundle's files.
-UPLOAD_SCRIPT = REQUIRE_IDS + CHECK_SUMS + r"""
-set -e
-require_ids "$2"
-mkdir -p "$1"
-cd "$1"
-rm -rf "$2.partial"
-mkdir "$2.partial"
-tar -x --no-same-owner -f - -C "$2.partial" -- bundle.json labels.txt model.tflite selftest.npz
-cd "$2.partial"
-if ! check_sums "$3"; then
-    cd .. && rm -rf "$2.partial"
-    echo "binbot: checksum mismatch after upload (${failed:-no readable checksums}); the copy was damaged in transit" >&2
-    exit 3
-fi
-cd ..
-if [ -e "$2" ]; then
-    rm -rf ".$2.replaced"
-    mv -T "$2" ".$2.replaced"
-    rm -rf ".$2.replaced"
-fi
-mv -T "$2.partial" "$2"
-"""
-
-# $1 bundles folder, $2 id, $3 checksum lines.
-VERIFY_SCRIPT = REQUIRE_IDS + CHECK_SUMS + r"""
-require_ids "$2"
-cd "$1/$2" || exit 3
-check_sums "$3" || { echo "binbot: $1/$2 does not match its checksums (${failed})" >&2; exit 3; }
-"""
-
-# $1 bundles folder, $2 the id `current` is to name, $3 the id for `previous` ("" removes the link).
-# previous first: if this stops half-way, current still names a complete bundle.
-SWITCH_SCRIPT = REQUIRE_IDS + r"""
-set -e
-require_ids "$2"
-if [ -n "$3" ]; then require_ids "$3"; fi
-cd "$1"
-[ -d "$2" ] || { echo "binbot: $1/$2 is not there" >&2; exit 3; }
-point() {
-    if [ -z "$2" ]; then rm -f "$1"; return; fi
-    ln -sfn "$2" "$1.new"
-    mv -T "$1.new" "$1"
-}
-point previous "$3"
-point current "$2"
-"""
-
-# $1 bundles folder, then the ids to delete. Uploads cut off over an hour ago go too.
-PRUNE_SCRIPT = REQUIRE_IDS + r"""
-set -e
-cd "$1"
-shift
-require_ids "$@"
-for id in "$@"; do rm -rf -- "$id"; done
-find . -maxdepth 1 -name '*.partial' -type d -mmin +60 -exec rm -rf -- {} +
-"""
+HEALTH_PROGRAM = remote_script("health.py")
+STATE_SCRIPT = remote_script("state.sh")
+HEALTH_SCRIPT = remote_script("health.sh")
+UPLOAD_SCRIPT = remote_script("upload.sh")
+VERIFY_SCRIPT = remote_script("verify.sh")
+SWITCH_SCRIPT = remote_script("switch.sh")
+PRUNE_SCRIPT = remote_script("prune.sh")
 
 
 # --- steps ---------------------------------------------------------------------------------------
@@ -296,8 +161,7 @@ def reload_and_wait(remote: Remote, settings: Settings, want: str, error_before:
         remote.run(settings.reload_command, privileged=True)
     except RemoteError as error:
         return {}, f"reload command `{settings.reload_command}` failed: {error.problem}"
-    output = remote.run(NEEDS_PYTHON + 'exec python3 -c "$1" "$2" "$3" "$4" "$5"', HEALTH_PROGRAM,
-                        settings.health_url, want, error_before, str(settings.timeout),
+    output = remote.run(HEALTH_SCRIPT, HEALTH_PROGRAM, settings.health_url, want, error_before, str(settings.timeout),
                         timeout=settings.timeout + 60)
     health = parse_health(output)
     return health, why_not_serving(health, want, error_before, settings.timeout)

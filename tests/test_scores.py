@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from binbot.train.metrics import classification_metrics, format_table
+from binbot.train.scores import classification_metrics, format_table
 
 
 def test_figures_match_a_hand_worked_confusion_matrix():

@@ -4,6 +4,7 @@ Using `ssh` itself, not a Python SSH library, means keys, the agent, ~/.ssh/conf
 jump hosts work exactly as they do in the user's shell. BatchMode keeps ssh from ever prompting, so a
 missing key is an error instead of a hang. Scripts are POSIX sh and need only coreutils, tar and
 python3, which every Raspberry Pi OS has, so a Pi can be deployed to before binbot is installed on it.
+They are files in scripts/, read with remote_script().
 """
 
 from __future__ import annotations
@@ -15,24 +16,20 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import BinaryIO
 
 from binbot.errors import BinbotError
 
 SUDO_MODES = ("auto", "always", "never")
+SCRIPTS = files(__package__) / "scripts"
 
-# Runs "$script" with the privileges the sudo mode asks for: auto uses `sudo -n` unless already root.
-# Passed to the login shell as one `sh -c`, so a Pi user whose shell is not POSIX still works.
-PRIVILEGES = r"""
-mode=$1 script=$2
-shift 2
-if [ "$mode" = never ] || { [ "$mode" = auto ] && [ "$(id -u)" -eq 0 ]; }; then
-    exec sh -c "$script" binbot "$@"
-fi
-command -v sudo >/dev/null 2>&1 || { echo "binbot: sudo is not installed (with --sudo never, $(id -un) changes the files itself)" >&2; exit 3; }
-exec sudo -n sh -c "$script" binbot "$@"
-"""
+
+def remote_script(name: str) -> str:
+    """scripts/<name> as it is sent: lib.sh's functions go in front of a shell script, a Python one goes as it is."""
+    text = (SCRIPTS / name).read_text()
+    return (SCRIPTS / "lib.sh").read_text() + text if name.endswith(".sh") else text
 
 
 class RemoteError(BinbotError):
@@ -85,8 +82,9 @@ def parse_host(spec: str, name: str | None = None) -> HostSpec:
 class SshSettings:
     config: Path | None = None  # ssh -F
     options: tuple[str, ...] = ()  # ssh -o, in order
-    connect_timeout: int = 10
-    sudo: str = "auto"
+    connect_timeout: int = 10  # seconds
+    sudo: str = "auto"  # one of SUDO_MODES: auto uses `sudo -n` unless the ssh user is root
+    parallel: int = 8  # hosts worked on at once
 
 
 class Remote:
@@ -145,7 +143,8 @@ class Remote:
         Raises RemoteError naming the host, with the script's own `binbot: ...` message when it gave one.
         """
         mode = self.settings.sudo if privileged else "never"
-        remote_command = shlex.join(["sh", "-c", PRIVILEGES, "binbot", mode, script, *args])
+        wrapper = (SCRIPTS / "privileges.sh").read_text()  # sent as it is: it needs nothing from lib.sh
+        remote_command = shlex.join(["sh", "-c", wrapper, "binbot", mode, script, *args])
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             process = subprocess.Popen(self.ssh_command(remote_command), stdout=out, stderr=err,
                                        stdin=subprocess.PIPE if send else subprocess.DEVNULL)

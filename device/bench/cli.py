@@ -42,9 +42,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from binbot.device import bench, bench_report
+    from binbot.device.bench import measure, report as bench_report
     from binbot.device.bundle import read_bundle
-    from binbot.device.daemon import frame_source
+    from binbot.device.source import open_source
 
     threads = parse_threads(args.threads or str(DEFAULTS.threads))
     references = args.reference or []
@@ -54,11 +54,12 @@ def _bench(args: argparse.Namespace) -> int:
         check_tflite(reference)
     if args.json:
         check_writable(args.json)
-    source = frame_source(args.source or "", bundles[0])
-    described = source.describe() + ("" if args.source else " (in memory)")
-    targets = bench.targets_for(args.bundles, references, threads)
+    first = bundles[0]
+    source = open_source(args.source or DEFAULTS.source, first.height, first.width, bundle=first.path)
+    described = source.describe()
+    targets = measure.targets_for(args.bundles, references, threads)
     with ProgressBar() as progress:
-        bench.run(targets, source, args.runs, args.warmup, args.compare, progress)
+        measure.run(targets, source, args.runs, args.warmup, args.compare, progress)
     report = bench_report.document(targets, described, args.runs, args.warmup, args.compare)
     print(bench_report.tables(report))
     if args.json:

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from binbot.device.bench_system import delegated_ops, peak_resident_mb
+from binbot.device.bench.system import peak_resident_mb
 from binbot.device.bundle import MODEL, load_bundle
 from binbot.device.config import RunConfig
-from binbot.device.daemon import frame_result, now_iso
-from binbot.device.frames import resize_to_input
+from binbot.device.frame_step import FrameStep
+from binbot.device.frames import RESIZE_POLICY
 from binbot.device.metrics import STAGES
 from binbot.device.runtime import Classifier
 from binbot.device.smoothing import Smoother
@@ -63,7 +63,8 @@ class Target:
     threads: int
     classifier: Classifier | None = None
     class_names: list[str] = field(default_factory=list)
-    smoother: Smoother | None = None
+    step: FrameStep | None = None
+    resize_policy: str = RESIZE_POLICY  # a bundle's own; plain models are resized as BinBot's are
     load_seconds: float = 0.0
     verify_seconds: float | None = None  # bundles only: load_bundle's checks, model load and self-test
     peak_rss_mb: float = 0.0
@@ -78,6 +79,7 @@ class Target:
             loaded = load_bundle(self.path, self.threads)  # checksums, labels, self-test: refuses a broken bundle
             self.verify_seconds = time.perf_counter() - started
             self.class_names = loaded.bundle.class_names
+            self.resize_policy = loaded.bundle.resize_policy
             del loaded
             gc.collect()
             started = time.perf_counter()
@@ -87,30 +89,25 @@ class Target:
             self.classifier = PlainModel(self.path, self.threads)
             self.class_names = [str(n) for n in range(self.classifier.n_classes)]
         self.load_seconds = time.perf_counter() - started
-        self.delegated = delegated_ops(self.classifier.interpreter)
-        self.smoother = Smoother(SETTINGS.window, SETTINGS.threshold)
+        self.delegated = self.classifier.delegated_ops()
+        self.step = FrameStep(self.classifier, self.class_names, SETTINGS.top_k,
+                              Smoother(SETTINGS.window, SETTINGS.threshold), self.resize_policy)
 
     def frame(self, source: Source, timed: bool = True) -> None:
-        """Capture, preprocess, invoke and post-process one frame, as the daemon does, timing each stage."""
-        classifier = self.classifier
+        """Capture one frame and run the daemon's frame step on it, timing each stage."""
         start = time.perf_counter()
         frame = source.read()
         if frame is None:
             raise BinbotError(f"source {source.describe()}: ended")
         captured = time.perf_counter()
         cpu_start = time.process_time()
-        classifier.set_input(resize_to_input(frame.rgb, classifier.height, classifier.width))
-        prepared = time.perf_counter()
-        classifier.interpreter.invoke()
-        invoked = time.perf_counter()
-        result, _ = frame_result(classifier.probabilities(), self.class_names, SETTINGS.top_k, self.smoother)
-        result["time"] = now_iso()
-        done = time.perf_counter()
+        step = self.step(frame.rgb)
         cpu = time.process_time() - cpu_start
         if timed:
-            for stage, seconds in zip((*STAGES, FRAME), (captured - start, prepared - captured, invoked - prepared,
-                                                          done - invoked, done - captured)):
+            self.seconds["capture"].append(captured - start)
+            for stage, seconds in step.seconds.items():
                 self.seconds[stage].append(seconds)
+            self.seconds[FRAME].append(sum(step.seconds.values()))
             self.cpu_seconds += cpu
 
     def summary(self) -> dict:
@@ -139,7 +136,7 @@ class Target:
 def peak_rss_alone(target: Target, frames: int) -> float:
     """Peak resident memory (MB) of a fresh process that loads only this model, as the daemon
     would, and classifies frames with it: one process's peak says nothing of each of many models."""
-    command = [sys.executable, "-c", "import sys; from binbot.device.bench import serve_alone; "
+    command = [sys.executable, "-c", "import sys; from binbot.device.bench.measure import serve_alone; "
                "print(serve_alone(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))",
                target.kind, str(target.path), str(target.threads), str(frames)]
     result = subprocess.run(command, capture_output=True, text=True)

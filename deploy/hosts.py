@@ -20,8 +20,8 @@ from pathlib import Path
 
 from binbot.errors import BinbotError
 from binbot.tomlfile import read_toml
-from binbot.systemd.deploy import Settings
-from binbot.systemd.remote import HostSpec, parse_host
+from binbot.deploy.settings import Settings
+from binbot.deploy.remote import HostSpec, parse_host
 
 PER_HOST = ("remote_dir", "reload_command", "health_url")
 

@@ -20,7 +20,7 @@ PREDICT_BATCH = 32
 
 
 @dataclass
-class Source:
+class Checkpoint:
     """A loaded checkpoint that takes one RGB image size and gives one row of class scores."""
 
     path: Path
@@ -50,7 +50,7 @@ class Source:
             yield export_dir
 
 
-def load_source(path: Path, trust_savedmodel: bool = False) -> Source:
+def load_for_conversion(path: Path, trust_savedmodel: bool = False) -> Checkpoint:
     """Load a checkpoint and check it is an image classifier, with one-line errors naming the file.
 
     A SavedModel folder is loaded only when trusted: loading it runs its graph.
@@ -78,7 +78,7 @@ def checkpoint_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _load_saved_model(path: Path, trusted: bool) -> Source:
+def _load_saved_model(path: Path, trusted: bool) -> Checkpoint:
     if not (path / "saved_model.pb").is_file():
         raise BinbotError(f"{path}: a folder but not a SavedModel (no saved_model.pb in it)")
     if not trusted:
@@ -114,7 +114,7 @@ def _shape(tensors: list, path: Path, what: str) -> tuple:
 
 
 def _checked(path: Path, kind: str, input_shape: tuple, output_shape: tuple,
-             predict_batch: Callable[[np.ndarray], np.ndarray], keras_model: object = None) -> Source:
+             predict_batch: Callable[[np.ndarray], np.ndarray], keras_model: object = None) -> Checkpoint:
     if len(input_shape) != 4 or input_shape[3] != 3 or input_shape[1] is None or input_shape[2] is None:
         raise BinbotError(
             f"{path}: its input has shape {input_shape}, which is not an RGB image of a fixed size "
@@ -122,4 +122,4 @@ def _checked(path: Path, kind: str, input_shape: tuple, output_shape: tuple,
         )
     if len(output_shape) != 2 or output_shape[1] is None:
         raise BinbotError(f"{path}: its output has shape {output_shape}, not one row of class scores per image")
-    return Source(path, kind, int(input_shape[1]), int(input_shape[2]), int(output_shape[1]), predict_batch, keras_model)
+    return Checkpoint(path, kind, int(input_shape[1]), int(input_shape[2]), int(output_shape[1]), predict_batch, keras_model)

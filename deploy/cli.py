@@ -9,7 +9,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from binbot.deploy.hosts import read_hosts_file
+from binbot.deploy.remote import SUDO_MODES, Remote, RemoteError, SshSettings, parse_host, require_ssh
+from binbot.deploy.settings import Settings
 from binbot.device.run_cli import threads_flag
+from binbot.errors import BinbotError
 from binbot.helpformat import DefaultsFormatter
 from binbot.tables import aligned
 
@@ -28,6 +32,7 @@ it does not within --timeout, `current` is switched back and the service reloade
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    service, ssh_defaults = Settings(), SshSettings()
     deploy = commands.add_parser(
         "deploy", help="install a bundle on Raspberry Pis over SSH; --status, --rollback",
         usage=USAGE, epilog=EPILOG, formatter_class=DefaultsFormatter,
@@ -44,16 +49,17 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="switch each host back to its previous bundle, reload, and wait for it")
 
     remote = deploy.add_argument_group("on the Pi")
-    remote.add_argument("--remote-dir", metavar="DIR", default="/var/lib/binbot", help="the service's state folder; bundles go in its bundles/")
-    remote.add_argument("--reload-command", metavar="COMMAND", default="systemctl reload-or-restart binbot",
+    remote.add_argument("--remote-dir", metavar="DIR", default=service.remote_dir,
+                        help="the service's state folder; bundles go in its bundles/")
+    remote.add_argument("--reload-command", metavar="COMMAND", default=service.reload_command,
                         help="shell command that makes the service load `current` again (run with the --sudo rule)")
-    remote.add_argument("--health-url", metavar="URL", default="http://127.0.0.1:8080/healthz",
+    remote.add_argument("--health-url", metavar="URL", default=service.health_url,
                         help="the service's /healthz, as seen on the Pi itself")
-    remote.add_argument("--timeout", type=float, default=60, metavar="SECONDS",
+    remote.add_argument("--timeout", type=float, default=service.timeout, metavar="SECONDS",
                         help="seconds to wait for /healthz to report the new model before rolling back")
-    remote.add_argument("--keep", type=int, default=3, metavar="N",
+    remote.add_argument("--keep", type=int, default=service.keep, metavar="N",
                         help="bundles kept on each Pi, newest first; the current and previous one always stay")
-    remote.add_argument("--sudo", choices=("auto", "always", "never"), default="auto",
+    remote.add_argument("--sudo", choices=SUDO_MODES, default=ssh_defaults.sudo,
                         help="run file changes and the reload command with `sudo -n`: auto does unless the ssh "
                         "user is root")
 
@@ -61,23 +67,21 @@ def register(commands: argparse._SubParsersAction) -> None:
     ssh.add_argument("-F", "--ssh-config", type=Path, metavar="FILE", help="ssh configuration file (ssh -F) instead of ~/.ssh/config")
     ssh.add_argument("-o", "--ssh-option", action="append", metavar="OPTION",
                      help="an ssh option (ssh -o), e.g. -o IdentityFile=~/.ssh/pi; repeatable")
-    ssh.add_argument("--connect-timeout", type=int, default=10, metavar="SECONDS", help="seconds to wait for each host to answer")
-    ssh.add_argument("--parallel", type=int, default=8, metavar="N", help="hosts worked on at once")
+    ssh.add_argument("--connect-timeout", type=int, default=ssh_defaults.connect_timeout, metavar="SECONDS",
+                     help="seconds to wait for each host to answer")
+    ssh.add_argument("--parallel", type=int, default=ssh_defaults.parallel, metavar="N", help="hosts worked on at once")
     deploy.add_argument("--threads", type=threads_flag, default=2, metavar="N", help="interpreter threads for the local self-test")
     deploy.set_defaults(handler=_deploy)
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from binbot.errors import BinbotError
-    from binbot.systemd import deploy
-    from binbot.systemd.fleet import read_hosts_file
-    from binbot.systemd.remote import SshSettings, parse_host, require_ssh
+    from binbot.deploy import steps as deploy  # imports the device's bundle loader (numpy, LiteRT)
 
     for option, value in (("--timeout", args.timeout), ("--keep", args.keep), ("--parallel", args.parallel),
                           ("--connect-timeout", args.connect_timeout)):
         if value < 1:
             raise BinbotError(f"{option} must be at least 1, not {value:g}")
-    settings = deploy.Settings(args.remote_dir, args.reload_command, args.health_url, args.timeout, args.keep)
+    settings = Settings(args.remote_dir, args.reload_command, args.health_url, args.timeout, args.keep)
     if args.status or args.rollback:
         bundle_path, host_specs = None, args.targets
     elif args.targets:
@@ -93,7 +97,7 @@ def _deploy(args: argparse.Namespace) -> int:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise BinbotError(f"host {repeated[0]} is named twice")
-    ssh = SshSettings(args.ssh_config, tuple(args.ssh_option or ()), args.connect_timeout, args.sudo)
+    ssh = SshSettings(args.ssh_config, tuple(args.ssh_option or ()), args.connect_timeout, args.sudo, args.parallel)
     if ssh.config and not ssh.config.is_file():
         raise BinbotError(f"{ssh.config}: ssh config file not found")
     require_ssh()
@@ -107,16 +111,14 @@ def _deploy(args: argparse.Namespace) -> int:
         bundle = deploy.check_local(bundle_path, args.threads, print)
         print(f"bundle {bundle.id} verifies; deploying to {len(hosts)} host(s)")
         work = lambda remote, settings, say: deploy.deploy(remote, settings, bundle, say)  # noqa: E731
-    outcomes = on_every_host(hosts, ssh, work, args.parallel)
+    outcomes = on_every_host(hosts, ssh, work)
     print_summary(outcomes)
     return 0 if all(outcome.ok for outcome in outcomes) else 1
 
 
-def on_every_host(hosts: list, ssh, work: Callable, parallel: int) -> list:
-    """work(remote, settings, say) for each (host, settings) in threads; each host's lines start with its name."""
-    from binbot.errors import BinbotError
-    from binbot.systemd.deploy import Outcome
-    from binbot.systemd.remote import Remote, RemoteError
+def on_every_host(hosts: list, ssh: SshSettings, work: Callable) -> list:
+    """work(remote, settings, say) for each (host, settings), ssh.parallel at a time; lines start with the host's name."""
+    from binbot.deploy.steps import Outcome
 
     lock = threading.Lock()
 
@@ -137,7 +139,7 @@ def on_every_host(hosts: list, ssh, work: Callable, parallel: int) -> list:
                 print(f"binbot deploy: error: {host.name}: {outcome.detail}", file=sys.stderr, flush=True)
         return outcome
 
-    with ThreadPoolExecutor(max_workers=min(parallel, len(hosts))) as pool:
+    with ThreadPoolExecutor(max_workers=min(ssh.parallel, len(hosts))) as pool:
         return list(pool.map(lambda pair: one(*pair), hosts))
 
 

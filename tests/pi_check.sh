@@ -4,9 +4,10 @@
 # Builds a Debian bookworm arm64 root (Raspberry Pi OS bookworm's base, Python 3.11) with debootstrap,
 # runs it through qemu-user-static, installs binbot[device] from the checkout into a venv there (pip
 # picks the aarch64 wheels of ai-edge-litert, numpy and OpenCV), and runs `binbot bundle inspect`,
-# `binbot classify` and a short `binbot run` under emulation. The proof: the emulated classify gives
-# the same labels as this machine's, with probabilities within a tolerance, both from the image files
-# and from the same model-size inputs (the runtime alone).
+# `binbot classify` and a short `binbot run` under emulation. The proof: decoding and resizing the
+# photos gives arm64 the very pixels x86 gets, and the emulated classify gives the same labels as this
+# machine's, with probabilities within a runtime's rounding, both from the same model-size inputs (the
+# runtime alone) and from the image files (the whole path). The Python steps are in tests/pi_check.py.
 #
 # The root is cached in .cache/pi-check/ (a second run skips debootstrap); delete it to rebuild.
 # Needs root (debootstrap, chroot, binfmt_misc). Prints each step's time and PASS or FAIL at the end.
@@ -14,18 +15,20 @@ set -euo pipefail
 
 usage() {
   cat <<EOF
-usage: sudo systemd/pi_check.sh [--bundle DIR] [IMAGE_OR_FOLDER ...]
+usage: sudo tests/pi_check.sh [--bundle DIR] [IMAGE_OR_FOLDER ...]
 
 Without --bundle: .demo/bundle (from \`make demo\`) if it exists, else a small CNN bundle built
 here with the workstation venv from generated images (cached in .cache/pi-check/bundle).
-Without images: .demo/holdout for the demo's bundle, else generated bottle/can/paper images.
+Without images: real photos, PI_CHECK_PER_CLASS of each class of ../shared/data/trashnet if it is
+there; else .demo/holdout for the demo's bundle; else generated bottle/can/paper images.
 
 Environment (defaults): VENV (.venv, the workstation venv), PI_CHECK_CACHE (.cache/pi-check),
 PI_CHECK_MIRROR (http://deb.debian.org/debian), PI_CHECK_CPU (cortex-a72, a Raspberry Pi 4;
 cortex-a76 for a Pi 5, cortex-a53 for a Pi 3 or Zero 2 W), PI_CHECK_RUNTIME_TOLERANCE (0.005, the
 largest probability difference accepted on identical model-size inputs: about one uint8 output
-step), PI_CHECK_TOLERANCE (0.05, the same from the image files, each side decoding and resizing
-them), PI_CHECK_TIMEOUT (1800, seconds for each emulated command).
+step), PI_CHECK_TOLERANCE (the runtime tolerance, the same from the image files: each side decodes
+and resizes them, bit-exactly alike), PI_CHECK_PHOTOS (../shared/data/trashnet), PI_CHECK_PER_CLASS
+(20), PI_CHECK_TIMEOUT (1800, seconds for each emulated command).
 EOF
 }
 
@@ -41,8 +44,10 @@ case $QEMU_CPU in
   cortex-a76) PI_CPUINFO=(0x41 0x4 0xd0b 1 "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp" "Raspberry Pi 5 Model B Rev 1.0") ;;
   *) echo "pi_check.sh: error: PI_CHECK_CPU=$QEMU_CPU: expected cortex-a53, cortex-a72 or cortex-a76 (a Pi's CPU)" >&2; exit 2 ;;
 esac
-TOLERANCE=${PI_CHECK_TOLERANCE:-0.05}
 RUNTIME_TOLERANCE=${PI_CHECK_RUNTIME_TOLERANCE:-0.005}
+TOLERANCE=${PI_CHECK_TOLERANCE:-$RUNTIME_TOLERANCE}
+PHOTOS=$(realpath -m "${PI_CHECK_PHOTOS:-$REPO/../shared/data/trashnet}")
+PER_CLASS=${PI_CHECK_PER_CLASS:-20}
 TIMEOUT=${PI_CHECK_TIMEOUT:-1800}
 ROOT=$CACHE/bookworm-arm64
 WORK=$ROOT/pi-check  # inside the root: the bundle, images and results of this run
@@ -193,56 +198,35 @@ end "$(in_root uname -m), $(in_root python3 --version), $(in_root sed -n 's/^Mod
 
 # --- the bundle and images, classified on x86 first ---------------------------------------------------
 begin "bundle"
+if ((${#IMAGES[@]} == 0)) && [[ -d $PHOTOS ]]; then  # real photos: the same few of each class every run
+  rm -rf "$CACHE/photos"
+  for class in "$PHOTOS"/*/; do
+    mapfile -d '' -t photos < <(find "$class" -maxdepth 1 -type f \( -iname '*.jpg' -o -iname '*.jpeg' -o -iname '*.png' \) \
+      -print0 | sort -z)
+    mkdir -p "$CACHE/photos/$(basename "$class")"
+    ((${#photos[@]} == 0)) || cp -t "$CACHE/photos/$(basename "$class")" "${photos[@]:0:PER_CLASS}"
+  done
+  IMAGES=("$CACHE/photos")
+  echo "photos: $(find "$CACHE/photos" -type f | wc -l), the first $PER_CLASS of each class of $PHOTOS"
+fi
 if [[ -z $BUNDLE && -d $REPO/.demo/bundle ]]; then
   BUNDLE=$REPO/.demo/bundle
   ((${#IMAGES[@]})) || IMAGES=("$REPO/.demo/holdout")
   end "the demo's, $BUNDLE"
 elif [[ -z $BUNDLE ]]; then
   BUNDLE=$CACHE/bundle
-  if [[ -f $BUNDLE/bundle.json ]]; then
+  # A cached bundle of an older binbot may name an older resize: built again, to check today's.
+  if grep -qs '"resize_policy": "stretch-area-exact"' "$BUNDLE/bundle.json"; then
     end "cached small CNN, $BUNDLE"
   else
-    # MobileNetV2 without ImageNet weights (offline) gives every image the same scores, which would
-    # make the comparison pass whatever the arm64 side computes; a small CNN of the same kinds of
-    # layers trains in seconds, and its scores do depend on the image.
+    remove_root "$BUNDLE"
     remove_root "$CACHE/bundle-build"
     mkdir -p "$CACHE/bundle-build"
     export TF_CPP_MIN_LOG_LEVEL=2
     "$VENV/bin/python" -m binbot.train.synthetic "$CACHE/bundle-build/images" --per-class 30 --seed 1
-    "$VENV/bin/python" - "$CACHE/bundle-build/images" "$CACHE/bundle-build/run" <<'EOF'
-import sys
-from pathlib import Path
-
-import keras
-import numpy as np
-from keras import layers
-
-from binbot.device.frames import load_model_input
-from binbot.device.labels import write_labels
-from binbot.train import folder
-
-images, run, size = folder.scan(sys.argv[1]), Path(sys.argv[2]), 96
-keras.utils.set_random_seed(7)
-inputs = keras.Input((size, size, 3), name="image")
-x = layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
-x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(x)
-x = layers.BatchNormalization()(x)
-x = layers.ReLU(6.0)(x)
-x = layers.DepthwiseConv2D(3, strides=2, padding="same")(x)
-x = layers.ReLU(6.0)(x)
-x = layers.Conv2D(32, 1, activation="relu")(x)
-x = layers.GlobalAveragePooling2D()(x)
-model = keras.Model(inputs, layers.Dense(len(images.class_names), activation="softmax")(x))
-model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", metrics=["accuracy"])
-pixels = np.stack([load_model_input(e.path, size, size) for e in images.examples]).astype(np.float32)
-history = model.fit(pixels, np.array([e.label for e in images.examples]), epochs=20, batch_size=10, verbose=0)
-run.mkdir()
-model.save(run / "model.keras")
-write_labels(run / "labels.txt", images.class_names)
-print(f"trained a small CNN at {size}x{size}: training accuracy {history.history['accuracy'][-1]:.2f}")
-EOF
+    "$VENV/bin/python" "$REPO/tests/pi_check.py" small-cnn "$CACHE/bundle-build/images" "$CACHE/bundle-build/run"
     "$VENV/bin/binbot" convert "$CACHE/bundle-build/run/model.keras" --out "$CACHE/bundle-build/bundle" \
-      --mode int8 --calibration-data "$CACHE/bundle-build/images" --allow-drop
+      --mode int8 --allow-drop
     mv "$CACHE/bundle-build/bundle" "$BUNDLE"
     rm -rf "$CACHE/bundle-build"
     end "small CNN built in $BUNDLE"
@@ -285,31 +269,14 @@ else
 fi
 CLASSES=$(grep -c . "$WORK/bundle/labels.txt")
 
-# Two comparisons. Model-size inputs (each image resized here, as binbot does, and saved losslessly)
-# give both sides identical tensors: LiteRT and XNNPACK on aarch64 must compute what they compute on
-# x86. The image files test the whole path, decoding and resizing included; OpenCV's INTER_AREA resize
-# rounds a few pixels one level differently on x86 and ARM, which can move a probability by a few
-# hundredths on a real model: hence the looser tolerance there.
+# Three comparisons. Model-size inputs (each image decoded and resized here, as the bundle says, and saved
+# losslessly) give both sides identical tensors: LiteRT and XNNPACK on aarch64 must compute what they
+# compute on x86. Decoding and resizing the same files on arm64 must give those very pixels (the
+# bundle's "stretch-area-exact" resize is integer arithmetic; OpenCV's INTER_AREA, which older bundles
+# name, rounds a few pixels differently on ARM). And the image files, classified whole, must then
+# agree within the runtime's tolerance too.
 begin "model-size inputs (x86)"
-"$VENV/bin/python" - "$WORK/bundle" "$WORK/images" "$WORK/inputs" <<'EOF'
-import json
-import sys
-from pathlib import Path
-
-import cv2
-
-from binbot.device.frames import IMAGE_SUFFIXES, load_model_input
-
-bundle, images, inputs = (Path(arg) for arg in sys.argv[1:])
-size = json.loads((bundle / "bundle.json").read_text())["input"]
-files = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-for path in files:
-    out = inputs / path.relative_to(images).with_suffix(".png")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rgb = load_model_input(path, size["height"], size["width"])
-    cv2.imwrite(str(out), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-print(f"{len(files)} images resized to {size['height']}x{size['width']} and saved as PNG")
-EOF
+"$VENV/bin/python" "$REPO/tests/pi_check.py" model-inputs "$WORK/bundle" "$WORK/images" "$WORK/inputs"
 end
 
 begin "classify (x86)"
@@ -345,57 +312,17 @@ in_root binbot classify /pi-check/bundle "${ARM_IMAGES[@]}" --top-k "$CLASSES" -
   2> >(tee "$WORK/classify.err" >&2) | sed "s|/pi-check/images/||"
 end "$(grep -q 'XNNPACK delegate' "$WORK/classify.err" && echo "with" || echo "WITHOUT") the XNNPACK delegate"
 
+begin "decode and resize (arm64)"
+in_root python /pi-check/src/tests/pi_check.py model-inputs /pi-check/bundle /pi-check/images /pi-check/arm64-inputs
+"$VENV/bin/python" "$REPO/tests/pi_check.py" same-pixels "$WORK/inputs" "$WORK/arm64-inputs" "$WORK/bundle"
+end
+
 begin "classify inputs (arm64)"
 in_root binbot classify /pi-check/bundle /pi-check/inputs --top-k "$CLASSES" --json /pi-check/arm64-inputs.json >/dev/null
 end
 
 begin "compare x86 and arm64"
-"$VENV/bin/python" - "$WORK" "$ROOT" "$RUNTIME_TOLERANCE" "$TOLERANCE" <<'EOF'
-import json
-import sys
-
-work, root, runtime_tolerance, tolerance = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
-failed = False
-
-
-def compare(kind: str, what: str, limit: float) -> None:
-    """Print how far arm64's results for `kind` are from x86's; fail the check beyond limit."""
-    global failed
-    x86, arm = (json.load(open(f"{work}/{side}-{kind}.json")) for side in ("x86", "arm64"))
-    assert x86["model"] == arm["model"], f"model ids differ: x86 {x86['model']}, arm64 {arm['model']}"
-    assert len(x86["results"]) == len(arm["results"]) > 0, f"x86 and arm64 classified different {kind}"
-    # Identical scores for every image would let a broken arm64 side match by chance: no proof.
-    assert len(x86["results"]) == 1 or len({r["top"][0]["p"] for r in x86["results"]}) > 1, \
-        "the model gives every image the same scores, so agreeing proves nothing: use another bundle"
-    agree, largest, differing = 0, 0.0, []
-    for a, b in zip(x86["results"], arm["results"]):
-        assert a["image"].removeprefix(root) == b["image"], f"images differ: {a['image']} and {b['image']}"
-        agree += a["label"] == b["label"]
-        pa, pb = ({t["label"]: t["p"] for t in r["top"]} for r in (a, b))
-        difference = max(abs(pa[k] - pb[k]) for k in pa)
-        largest = max(largest, difference)
-        if difference:
-            differing.append(f"    {b['image'].removeprefix('/pi-check/')}: x86 {a['label']} {pa[a['label']]:.4f}, "
-                             f"arm64 {b['label']} {pb[b['label']]:.4f} (largest difference {difference:.4f})")
-    n = len(x86["results"])
-    ok = agree == n and largest <= limit
-    failed |= not ok
-    print(f"{'ok  ' if ok else 'FAIL'} {what}: labels agree on {agree}/{n}, largest probability difference "
-          f"{largest:.4f} (tolerance {limit:g}), {len(differing)} differ at all")
-    if differing:
-        print("\n".join(differing[:10]))
-
-
-print(f"model {json.load(open(f'{work}/x86-files.json'))['model']}")
-try:
-    compare("inputs", "the same model-size inputs (the runtime)", runtime_tolerance)
-    compare("files", "the image files (decode, resize, runtime)", tolerance)
-except AssertionError as problem:
-    sys.exit(f"pi_check.sh: error: {problem}")
-if failed:
-    sys.exit("pi_check.sh: error: arm64 results differ from x86 beyond the tolerance"
-             " (if only the image files differ, it is preprocessing: OpenCV on ARM)")
-EOF
+"$VENV/bin/python" "$REPO/tests/pi_check.py" compare "$WORK" "$ROOT" "$RUNTIME_TOLERANCE" "$TOLERANCE"
 end "same labels; within $RUNTIME_TOLERANCE on the same inputs, $TOLERANCE from the files"
 
 begin "run --once (arm64)"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from binbot import __version__
-from binbot.device.bench import FRAME, PERCENTILES, Target
-from binbot.device.bench_system import machine, peak_resident_mb
-from binbot.device.daemon import now_iso
+from binbot.device.bench.measure import FRAME, PERCENTILES, Target
+from binbot.device.bench.system import machine, peak_resident_mb
+from binbot.device.frame_step import now_iso
 from binbot.device.metrics import STAGES
 from binbot.tables import aligned
 

@@ -1,0 +1,30 @@
+# shellcheck shell=sh
+# Functions the scripts here share: remote.py puts this file in front of each one it sends.
+
+need_python() {
+    command -v python3 >/dev/null 2>&1 || { echo "binbot: python3 is not installed, so /healthz cannot be read" >&2; exit 3; }
+}
+
+need_sha256sum() {
+    command -v sha256sum >/dev/null 2>&1 || { echo "binbot: sha256sum (coreutils) is not installed" >&2; exit 3; }
+}
+
+# Every path a script changes is <bundles folder>/<id>[.partial]: an argument that is not a bundle id
+# is refused here too, whatever the workstation checked.
+require_ids() {
+    for id in "$@"; do
+        case $id in
+            [0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]) ;;
+            *) printf 'binbot: refusing %s: not a bundle id (12 hex digits)\n' "'$id'" >&2; exit 3 ;;
+        esac
+    done
+}
+
+# check_sums LINES: succeeds if the files in the current folder match LINES (as `sha256sum --check`
+# reads them); else fails, printing the names of those that do not.
+check_sums() {
+    sums=$(printf '%s' "$1" | sha256sum --check --quiet --strict - 2>/dev/null) && return 0
+    sums=$(printf '%s\n' "$sums" | sed -n 's/: FAILED.*//p' | tr '\n' ' ')
+    printf '%s' "${sums% }"
+    return 1
+}

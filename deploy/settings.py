@@ -1,0 +1,25 @@
+"""How the service is laid out and reloaded on a Pi, as deploy sees it: the defaults are the installer's.
+
+tests/test_systemd.py checks systemd/binbot.service, install.sh and binbot.toml against them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from binbot.device.config import RunConfig
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where a Pi's service keeps its bundles, how it is reloaded and checked, and how long deploy waits."""
+
+    remote_dir: str = "/var/lib/binbot"  # the unit's StateDirectory
+    reload_command: str = "systemctl reload-or-restart binbot"
+    health_url: str = f"http://{RunConfig().http}/healthz"  # the daemon's default address, seen on the Pi itself
+    timeout: float = 60  # seconds for /healthz to report a new model before rolling back
+    keep: int = 3  # bundles kept on each Pi
+
+    @property
+    def bundles_dir(self) -> str:
+        return self.remote_dir.rstrip("/") + "/bundles"
