@@ -15,6 +15,10 @@ from binbot.errors import BinbotError
 from binbot.tomlfile import read_toml
 
 MAX_THREADS = 64  # far beyond a Pi's cores; a huge count crashes the interpreter instead of failing cleanly
+# Each live viewer holds two of the HTTP server's 32 connections (stream and events); the rest stay for others.
+MAX_VIEW_CLIENTS = 8
+MAX_VIEW_FPS = 30.0
+VIEW_WIDTHS = (32, 4096)
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,10 @@ class RunConfig:
     loop: bool = True
     fps: float = 0.0  # replay pacing; 0 replays as fast as frames are classified
     stale_after: float = 5.0  # /healthz fails when the last classified frame is older than this
+    view: bool = True  # the live view on the HTTP server: a page at /, /stream.mjpg, /events, /snapshot.jpg
+    view_fps: float = 5.0  # frames a second the live view encodes and sends, at most
+    view_width: int = 640  # pixels; a narrower frame (a lores stream) is sent as the source gave it
+    view_clients: int = 4  # viewers at once (each holds a stream and an event feed); more are answered 503
 
     @property
     def http_address(self) -> tuple[str, int] | None:
@@ -84,6 +92,12 @@ def range_problem(key: str, value: object) -> str:
         return "must be between 0 and 1"
     if key in ("fps", "stale_after") and value < 0:
         return "must not be negative"
+    if key == "view_fps" and not 0 < value <= MAX_VIEW_FPS:
+        return f"must be above 0 and at most {MAX_VIEW_FPS:g}"
+    if key == "view_width" and not VIEW_WIDTHS[0] <= value <= VIEW_WIDTHS[1]:
+        return f"must be between {VIEW_WIDTHS[0]} and {VIEW_WIDTHS[1]}"
+    if key == "view_clients" and not 1 <= value <= MAX_VIEW_CLIENTS:
+        return f"must be between 1 and {MAX_VIEW_CLIENTS}"
     if key == "http" and value != "off":
         host, colon, port = value.rpartition(":")
         if not colon or not host or not port.isdigit() or int(port) > 65535:

@@ -175,7 +175,8 @@ class Daemon:
             raise BinbotError(f"http {self.config.http}: cannot listen ({error.strerror or error})") from None
         host, port = server.server_address[:2]
         shown = f"[{host}]" if ":" in host else host
-        log(f"http: listening on http://{shown}:{port} (/healthz, /metrics, /latest)")
+        view = " and the live view at /" if "/" in self.outputs.routes() else ""
+        log(f"http: listening on http://{shown}:{port} (/healthz, /metrics, /latest{view})")
         return server
 
     def health(self) -> tuple[bool, dict]:

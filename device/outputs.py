@@ -160,4 +160,8 @@ def build_outputs(config: RunConfig, metrics: Metrics, log: Callable[[str], None
     outputs: list[Output] = [latest, JsonLinesOutput("events", config.events, metrics, log)]
     if config.results:
         outputs.append(JsonLinesOutput("results", config.results, metrics, log))
+    if config.view and config.http_address is not None:  # the live view lives on the HTTP server
+        from binbot.device.view import LiveView
+
+        outputs.append(LiveView(config.view_fps, config.view_width, config.view_clients, metrics, log))
     return Outputs(outputs, metrics, log), latest

@@ -15,8 +15,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser(
         "run", help="classify camera frames continuously (the device daemon)",
         description="Classify frames from a camera, video or image folder with a bundle, turn stable changes of "
-        "the item in view into JSON-line events, and serve /healthz, /metrics and /latest. Speaks systemd's "
-        "notify protocol (READY, WATCHDOG, STATUS). SIGHUP reloads the bundle; SIGTERM stops cleanly. "
+        "the item in view into JSON-line events, and serve /healthz, /metrics, /latest and a live view (a page "
+        "at /). Speaks systemd's notify protocol (READY, WATCHDOG, STATUS). SIGHUP reloads the bundle; SIGTERM "
+        "stops cleanly. "
         "Every option can also be set in --config (a TOML file, keys named like the options with _); "
         "flags override the file.",
     )
@@ -37,6 +38,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--fps", type=float, help="pace a replay to this frame rate (default: as fast as classified)")
     run.add_argument("--stale-after", dest="stale_after", type=float,
                      help=f"seconds without a classified frame before /healthz fails (default: {DEFAULTS.stale_after:g})")
+    run.add_argument("--view", type=on_off, metavar="on|off",
+                     help="the live view: a page at / of --http showing the camera's picture and the classifier's "
+                     "answers, with /stream.mjpg, /events and /snapshot.jpg (default: on)")
+    run.add_argument("--view-fps", dest="view_fps", type=float,
+                     help=f"frames a second sent to live viewers, at most (default: {DEFAULTS.view_fps:g})")
+    run.add_argument("--view-width", dest="view_width", type=int,
+                     help=f"width the live view's frames are scaled down to; narrower ones are sent as they are "
+                     f"(default: {DEFAULTS.view_width})")
+    run.add_argument("--view-clients", dest="view_clients", type=int,
+                     help=f"live viewers at once; one more is answered 503 (default: {DEFAULTS.view_clients})")
     run.set_defaults(handler=_run)
 
     classify = commands.add_parser(
@@ -64,6 +75,13 @@ def threads_flag(text: str) -> int:
     if problem:
         raise argparse.ArgumentTypeError(f"{value}: {problem}")
     return value
+
+
+def on_off(text: str) -> bool:
+    """argparse type for a switch: on or off."""
+    if text not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"should be on or off, not {text!r}")
+    return text == "on"
 
 
 def _run(args: argparse.Namespace) -> int:

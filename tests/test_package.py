@@ -86,3 +86,4 @@ def test_the_wheel_carries_the_scripts_deploy_sends_to_a_pi(tmp_path):
     scripts = sorted(path.name for path in (CHECKOUT / "deploy/scripts").iterdir() if path.is_file())
     assert [name for name in scripts if f"binbot/deploy/scripts/{name}" not in names] == []
     assert "health.py" in scripts and "upload.sh" in scripts
+    assert "binbot/device/view.html" in names  # the live view's page, read with importlib.resources
