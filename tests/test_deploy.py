@@ -239,7 +239,7 @@ def test_deploying_the_current_bundle_again_is_a_no_op_that_says_so(make_pi, dep
 
     assert code == 0
     assert "already current and serving; nothing to do" in out
-    assert re.search(rf"^pi1\s+unchanged\b", out, re.M)
+    assert re.search(r"^pi1\s+unchanged\b", out, re.M)
     link_after = (pi.bundles / "current").lstat()
     assert (link_after.st_ino, link_after.st_mtime_ns) == (link_before.st_ino, link_before.st_mtime_ns)
     frames = pi.health()["frames"]

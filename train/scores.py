@@ -38,7 +38,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
 
 def format_table(metrics: dict) -> str:
     """A per-class table for the terminal and report.md."""
-    rows = [f"| class | precision | recall | F1 | images |", "|---|---:|---:|---:|---:|"]
+    rows = ["| class | precision | recall | F1 | images |", "|---|---:|---:|---:|---:|"]
     for name, m in metrics["per_class"].items():
         rows.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
     rows.append(f"| **all** | | | macro {metrics['macro_f1']:.3f} | {metrics['evaluated']} |")
