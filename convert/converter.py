@@ -134,12 +134,15 @@ def _selftest(model: bytes, name: str, mode: str, inputs: np.ndarray, expected: 
 
 def _write_bundle(config: ConvertConfig, model: bytes, class_names: list[str], selftest_inputs: np.ndarray,
                   content: dict) -> dict:
-    with build_directory(config.out, config.force) as folder:
-        (folder / bundle_format.MODEL).write_bytes(model)
-        write_labels(folder / bundle_format.LABELS, class_names)
-        bundle_format.write_selftest(folder, selftest_inputs)
-        manifest = bundle_format.write_manifest(folder, content)
-        bundle_format.load_bundle(folder, threads=1)  # the device's own checks, before the bundle appears at --out
+    try:
+        with build_directory(config.out, config.force) as folder:
+            (folder / bundle_format.MODEL).write_bytes(model)
+            write_labels(folder / bundle_format.LABELS, class_names)
+            bundle_format.write_selftest(folder, selftest_inputs)
+            manifest = bundle_format.write_manifest(folder, content)
+            bundle_format.load_bundle(folder, threads=1)  # the device's own checks, before the bundle appears at --out
+    except OSError as error:  # a full disk, say: the scratch folder is gone and --out is as it was
+        raise BinbotError(f"{config.out}: cannot write the bundle ({error.strerror or error}); nothing was replaced") from None
     return manifest
 
 

@@ -1,5 +1,6 @@
 """`binbot convert`: each mode turns a checkpoint into a bundle the device accepts; bad inputs leave nothing."""
 
+import errno
 import json
 import re
 import shutil
@@ -300,6 +301,16 @@ def test_existing_bundle_is_kept_unless_forced_and_replaced_only_by_a_complete_o
     assert "already exists" in capsys.readouterr().err
     assert convert(checkpoint, "--out", out, "--mode", "float32", "--force", "--eval-data", tmp_path / "empty") == 1
     assert (out / "bundle.json").read_bytes() == before
+
+    def disk_full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.MonkeyPatch.context() as patch:  # the disk fills up half-way through writing the new bundle
+        patch.setattr("binbot.convert.converter.bundle_format.write_manifest", disk_full)
+        assert convert(checkpoint, "--out", out, "--mode", "float32", "--force") == 1
+    assert capsys.readouterr().err.strip().endswith(
+        f"{out}: cannot write the bundle (No space left on device); nothing was replaced")
+    assert (out / "bundle.json").read_bytes() == before and leftovers(tmp_path) == []
 
     assert convert(checkpoint, "--out", out, "--mode", "float32", "--force") == 0
     assert read_bundle(out).mode == "float32"

@@ -54,6 +54,7 @@ def test_local_weights_file_is_loaded_into_the_base(base_weights_h5):
     base = mobilenet_base(str(base_weights_h5), TINY_SIZE)
     reference = keras.applications.MobileNetV2(input_shape=(TINY_SIZE, TINY_SIZE, 3), include_top=False, weights=None)
     reference.load_weights(base_weights_h5)
+    assert len(base.weights) == len(reference.weights) > 0
     for ours, theirs in zip(base.weights, reference.weights):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
