@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from binbot.device import run_cli
+from binbot.device import actions_cli, run_cli
 from binbot.device.bench import cli as bench_cli
 from binbot.helpformat import DefaultsFormatter
 
@@ -28,6 +28,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     inspect.set_defaults(handler=_inspect)
     run_cli.register(commands)
     bench_cli.register(commands)
+    actions_cli.register(commands)
 
 
 def _inspect(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from binbot.errors import BinbotError
@@ -39,6 +39,10 @@ class RunConfig:
     view_fps: float = 5.0  # frames a second the live view encodes and sends, at most
     view_width: int = 640  # pixels; a narrower frame (a lores stream) is sent as the source gave it
     view_clients: int = 4  # viewers at once (each holds a stream and an event feed); more are answered 503
+    # Outputs with settings of their own have a TOML table each ([mqtt], [gpio]); each output's module
+    # checks its table as strictly as this file checks the keys above. Not settable on the command line.
+    tables: dict = field(default_factory=dict)
+    config_file: str = ""  # where the tables came from, for their error messages
 
     @property
     def http_address(self) -> tuple[str, int] | None:
@@ -48,7 +52,8 @@ class RunConfig:
         return host.removeprefix("[").removesuffix("]"), int(port)  # [::1]:8080 is IPv6's loopback
 
 
-KEYS = {f.name: f.type for f in fields(RunConfig)}
+OUTPUT_TABLES = ("gpio", "mqtt")
+KEYS = {f.name: f.type for f in fields(RunConfig) if f.name not in ("tables", "config_file")}
 TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 
 
@@ -56,8 +61,13 @@ def load_config(path: Path | None, overrides: dict) -> RunConfig:
     """The file's settings (if any) with the non-None overrides on top, validated."""
     values: dict = {}
     if path is not None:
-        values = read_toml(path, "config file")
-        values = {key: check(key, value, str(path)) for key, value in values.items()}
+        read = read_toml(path, "config file")
+        tables = {key: read.pop(key) for key in OUTPUT_TABLES if key in read}
+        for name, table in tables.items():
+            if not isinstance(table, dict):
+                raise BinbotError(f"{path}: {name} should be a table ([{name}] with its settings under it)")
+        values = {key: check(key, value, str(path)) for key, value in read.items()}
+        values.update(tables=tables, config_file=str(path))
     values.update({key: check(key, value, "command line") for key, value in overrides.items() if value is not None})
     config = replace(RunConfig(), **values)
     if not config.bundle:
@@ -68,7 +78,8 @@ def load_config(path: Path | None, overrides: dict) -> RunConfig:
 def check(key: str, value: object, where: str) -> object:
     """value, if key is a setting and value fits it; else a BinbotError naming both."""
     if key not in KEYS:
-        raise BinbotError(f"{where}: unknown key {key!r} (known: {', '.join(KEYS)})")
+        tables = ", ".join(f"[{name}]" for name in OUTPUT_TABLES)
+        raise BinbotError(f"{where}: unknown key {key!r} (known: {', '.join(KEYS)}; and the tables {tables})")
     kind = TYPES[KEYS[key]]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)

@@ -164,4 +164,8 @@ def build_outputs(config: RunConfig, metrics: Metrics, log: Callable[[str], None
         from binbot.device.view import LiveView
 
         outputs.append(LiveView(config.view_fps, config.view_width, config.view_clients, metrics, log))
+    if "gpio" in config.tables:
+        from binbot.device.gpio import build_gpio
+
+        outputs.append(build_gpio(config, metrics, log))
     return Outputs(outputs, metrics, log), latest

@@ -62,6 +62,11 @@ ensure_user() {
         usermod "${prefix[@]}" --append --groups video "$SERVICE_USER"
         changed "added user $SERVICE_USER to group video"
     fi
+    # The unit's SupplementaryGroups=gpio (the GPIO devices' group on Raspberry Pi OS) must exist for it to start.
+    if [[ -z $(lookup group gpio 1) ]]; then
+        groupadd "${prefix[@]}" --system gpio
+        changed "created group gpio (for the unit's SupplementaryGroups; Raspberry Pi OS has it already)"
+    fi
 }
 
 # The files setuptools builds binbot from, listed by pyproject.toml itself: copied, the build

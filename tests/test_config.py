@@ -1,6 +1,7 @@
 """`binbot run` settings: strict TOML, flags on top, errors that name the key."""
 
 import os
+import re
 
 import pytest
 
@@ -124,3 +125,15 @@ def test_classify_and_inspect_bound_threads_as_run_does(capsys, command, threads
         main([*command, "--threads", threads])
     assert exited.value.code == 2
     assert f"argument --threads: {threads}: must be between 1 and 64" in capsys.readouterr().err
+
+
+def test_output_tables_are_kept_for_their_outputs_and_must_be_tables(tmp_path):
+    config = tmp_path / "binbot.toml"
+    config.write_text('bundle = "b"\n\n[mqtt]\nhost = "broker.local"\n')
+
+    loaded = load_config(config, {})
+
+    assert loaded.tables == {"mqtt": {"host": "broker.local"}} and loaded.config_file == str(config)
+    config.write_text('bundle = "b"\nmqtt = "broker.local"\n')
+    with pytest.raises(BinbotError, match=re.escape(f"{config}: mqtt should be a table ([mqtt] with its settings")):
+        load_config(config, {})

@@ -104,7 +104,7 @@ def test_the_unit_follows_the_pi_conventions():
         "/opt/binbot/venv/bin/binbot", "run", "--config", "/etc/binbot/binbot.toml"]
     assert setting["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert (setting["Type"], setting["NotifyAccess"]) == ("notify", "main")
-    assert (setting["User"], setting["Group"], setting["SupplementaryGroups"]) == ("binbot", "binbot", "video")
+    assert (setting["User"], setting["Group"], setting["SupplementaryGroups"]) == ("binbot", "binbot", "video gpio")
     assert (setting["StateDirectory"], setting["ConfigurationDirectory"]) == ("binbot", "binbot")
     assert setting["Restart"] == "on-failure"
     # The daemon exits within SHUTDOWN_DEADLINE plus a frame; systemd must not SIGKILL it first.
