@@ -168,4 +168,8 @@ def build_outputs(config: RunConfig, metrics: Metrics, log: Callable[[str], None
         from binbot.device.gpio import build_gpio
 
         outputs.append(build_gpio(config, metrics, log))
+    if "mqtt" in config.tables:  # imported only then: paho-mqtt is an optional extra
+        from binbot.device.mqtt import mqtt_output
+
+        outputs.append(mqtt_output(config, metrics, log))
     return Outputs(outputs, metrics, log), latest

@@ -1,0 +1,243 @@
+"""The MQTT output: each event, the current item and the daemon's availability on a broker, with
+Home Assistant discovery, so a label sensor, a confidence sensor and an "item present" binary
+sensor appear there by themselves.
+
+A broker that is down at start or goes away never stops classification: paho's own thread connects
+and reconnects (1 s to 30 s apart) while publish() only queues a packet for it. What is published
+while disconnected waits in a small bound of our own (the oldest dropped and counted beyond it),
+and goes out on reconnect, after `online` and the discovery configs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from prometheus_client import Counter, Gauge
+
+from binbot.device.config import RunConfig
+from binbot.device.metrics import Metrics
+from binbot.device.outputs import CLOSE_DEADLINE, Output
+from binbot.errors import BinbotError
+
+try:  # the optional extra: only a daemon with an [mqtt] table imports this module
+    import paho.mqtt.client as paho
+except ImportError:
+    paho = None
+
+QUEUE = 100  # messages kept while disconnected, published on reconnect; older ones are dropped
+QOS = 1
+DEVICE_NAME = re.compile(r"[a-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str
+    port: int = 1883
+    device: str = ""  # empty: this machine's hostname, sanitised
+    prefix: str = "binbot"
+    tls: bool = False
+    username: str = ""
+    password_file: str = ""
+    discovery_prefix: str = "homeassistant"
+    keepalive: int = 30
+
+
+def read_settings(table: dict, where: str) -> MqttSettings:
+    """The [mqtt] table of the config file at where, checked as strictly as the file's other keys."""
+    kinds = {name: kind for name, kind in MqttSettings.__annotations__.items()}
+    for key, value in table.items():
+        if key not in kinds:
+            raise BinbotError(f"{where}: [mqtt]: unknown key {key!r} (known: {', '.join(kinds)})")
+        kind = {"str": str, "int": int, "bool": bool}[kinds[key]]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise BinbotError(f"{where}: [mqtt]: {key} should be a {kind.__name__}, not {value!r}")
+    if not table.get("host"):
+        raise BinbotError(f"{where}: [mqtt]: host is required (the broker's name or address)")
+    settings = MqttSettings(**table)
+    if not 1 <= settings.port <= 65535:
+        raise BinbotError(f"{where}: [mqtt]: port = {settings.port}: must be between 1 and 65535")
+    if not 5 <= settings.keepalive <= 3600:
+        raise BinbotError(f"{where}: [mqtt]: keepalive = {settings.keepalive}: must be between 5 and 3600 seconds")
+    if settings.device and not DEVICE_NAME.fullmatch(settings.device):
+        raise BinbotError(f"{where}: [mqtt]: device = {settings.device!r}: use only a-z, 0-9, _ and -")
+    for key in ("prefix", "discovery_prefix"):
+        if not getattr(settings, key) or any(c in getattr(settings, key) for c in "#+"):
+            raise BinbotError(f"{where}: [mqtt]: {key} should be a topic prefix without # or +")
+    if settings.password_file and not settings.username:
+        raise BinbotError(f"{where}: [mqtt]: password_file needs a username")
+    return settings
+
+
+def hostname_device() -> str:
+    return re.sub(r"[^a-z0-9_-]", "_", socket.gethostname().lower()) or "binbot"
+
+
+def read_password(path: str, where: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError as error:
+        raise BinbotError(f"{where}: [mqtt]: password_file {path}: {error.strerror or error}") from None
+
+
+def mqtt_output(config: RunConfig, metrics: Metrics, log: Callable[[str], None]) -> MqttOutput:
+    """The output the config file's [mqtt] table asks for."""
+    where = config.config_file or "config"
+    settings = read_settings(config.tables["mqtt"], where)
+    if paho is None:
+        raise BinbotError(f"{where}: [mqtt] needs paho-mqtt: pip install 'binbot[mqtt]'")
+    password = read_password(settings.password_file, where) if settings.password_file else None
+    return MqttOutput(settings, password, metrics, log)
+
+
+class MqttOutput(Output):
+    name = "mqtt"
+
+    def __init__(self, settings: MqttSettings, password: str | None, metrics: Metrics,
+                 log: Callable[[str], None]):
+        self.settings, self._log = settings, log
+        self.device = settings.device or hostname_device()
+        base = f"{settings.prefix}/{self.device}"
+        self.topics = {"event": f"{base}/event", "state": f"{base}/state", "available": f"{base}/available"}
+        self.broker = f"{settings.host}:{settings.port}"
+        r = metrics.registry
+        self._connected_gauge = Gauge("binbot_mqtt_connected", "1 while connected to the MQTT broker", registry=r)
+        self._published = Counter("binbot_mqtt_published", "Messages handed to the MQTT broker", registry=r)
+        self._queued = Counter("binbot_mqtt_queued", "Messages kept while disconnected from the broker", registry=r)
+        self._dropped_metric = Counter("binbot_mqtt_dropped",
+                                       "Messages dropped while disconnected: more than the queue holds", registry=r)
+        self._lock = threading.Lock()
+        self._waiting: deque[tuple[str, str, bool]] = deque(maxlen=QUEUE)
+        self.connected, self.error, self.dropped = False, "not connected yet", 0
+        self._present = self._closing = False
+
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"binbot-{self.device}")
+        if settings.username:
+            client.username_pw_set(settings.username, password)
+        if settings.tls:
+            client.tls_set()
+        client.will_set(self.topics["available"], "offline", qos=QOS, retain=True)
+        client.reconnect_delay_set(1, 30)
+        # paho's own bound: messages awaiting the broker's acknowledgement (our queue drained at once, with
+        # the discovery configs) and any caught by a disconnect, which paho resends on reconnect.
+        client.max_queued_messages_set(2 * QUEUE)
+        client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
+        self._client = client
+        log(f"mqtt: publishing to {self.broker} under {base}/")
+        client.connect_async(settings.host, settings.port, settings.keepalive)
+        client.loop_start()
+
+    def frame(self, result: dict, rgb: np.ndarray | None) -> None:
+        present = result.get("item") is not None
+        if self._present and not present:  # the item left: the state says so, for the binary sensor
+            self._send(self.topics["state"], {"label": None, "confidence": None, "time": result["time"],
+                                              "model": result["model"]}, retain=True)
+        self._present = present
+
+    def event(self, event: dict) -> None:
+        self._present = True
+        self._send(self.topics["event"], event)
+        state = {key: event[key] for key in ("label", "confidence", "time", "model")}
+        self._send(self.topics["state"], state, retain=True)
+
+    def health(self) -> dict:
+        return {"connected": self.connected, "broker": self.broker, "error": self.error, "dropped": self.dropped}
+
+    def close(self) -> None:
+        deadline = time.monotonic() + CLOSE_DEADLINE
+        self._closing = True
+        if self.connected:
+            sent = self._client.publish(self.topics["available"], "offline", qos=QOS, retain=True)
+            try:
+                sent.wait_for_publish(max(0.0, deadline - time.monotonic() - 0.2))
+            except (RuntimeError, ValueError):  # the connection went meanwhile: the will says offline
+                pass
+        self._client.disconnect()
+        # loop_stop joins paho's thread, which may be inside a TCP connect to a far broker: not past the deadline.
+        stopper = threading.Thread(target=self._client.loop_stop, name="mqtt-stop", daemon=True)
+        stopper.start()
+        stopper.join(max(0.0, deadline - time.monotonic()))
+        self._connected_gauge.set(0)
+
+    def discovery(self) -> dict[str, dict]:
+        """Home Assistant's discovery configs, by topic."""
+        device = {"identifiers": [f"binbot_{self.device}"], "name": f"BinBot {self.device}", "model": "BinBot"}
+        common = {"state_topic": self.topics["state"], "availability_topic": self.topics["available"],
+                  "device": device}
+        prefix = self.settings.discovery_prefix
+        return {
+            f"{prefix}/sensor/{self.device}_label/config": {
+                **common, "name": "Label", "unique_id": f"{self.device}_label", "icon": "mdi:recycle",
+                "value_template": "{{ value_json.label if value_json.label else 'none' }}"},
+            f"{prefix}/sensor/{self.device}_confidence/config": {
+                **common, "name": "Confidence", "unique_id": f"{self.device}_confidence",
+                "unit_of_measurement": "%", "state_class": "measurement",
+                "value_template": "{{ ((value_json.confidence or 0) * 100) | round(1) }}"},
+            f"{prefix}/binary_sensor/{self.device}_item/config": {
+                **common, "name": "Item present", "unique_id": f"{self.device}_item", "icon": "mdi:delete",
+                "value_template": "{{ 'ON' if value_json.label else 'OFF' }}"},
+        }
+
+    def _send(self, topic: str, payload: dict, retain: bool = False) -> None:
+        """Publish now, or keep it for the reconnect while disconnected; never blocks."""
+        message = (topic, json.dumps(payload), retain)
+        with self._lock:
+            if not self.connected:
+                if len(self._waiting) == self._waiting.maxlen:
+                    self._dropped_one()
+                self._waiting.append(message)
+                self._queued.inc()
+                return
+        self._publish(*message)
+
+    def _publish(self, topic: str, payload: str, retain: bool) -> None:
+        # With loop_start running, publish() queues the packet for paho's thread and returns.
+        sent = self._client.publish(topic, payload, qos=QOS, retain=retain)
+        if sent.rc == paho.MQTT_ERR_QUEUE_SIZE:
+            self._dropped_one()
+        else:
+            self._published.inc()
+
+    def _dropped_one(self) -> None:
+        self.dropped += 1
+        self._dropped_metric.inc()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._failed(f"refused by {self.broker}: {reason_code}")
+            return
+        self._publish(self.topics["available"], "online", True)
+        for topic, config in self.discovery().items():
+            self._publish(topic, json.dumps(config), True)
+        with self._lock:  # held while the queue drains, so a new event cannot overtake it
+            waiting = len(self._waiting)
+            while self._waiting:
+                self._publish(*self._waiting.popleft())
+            self.connected = True
+        self._connected_gauge.set(1)
+        self._log(f"mqtt: connected to {self.broker}" + (f"; {waiting} queued message(s) sent" if waiting else ""))
+        self.error = ""
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._lock:
+            was, self.connected = self.connected, False
+        self._connected_gauge.set(0)
+        if was and not self._closing:
+            self._failed(f"disconnected from {self.broker}: {reason_code}; reconnecting, classification goes on")
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self._failed(f"cannot connect to {self.broker}; retrying, classification goes on")
+
+    def _failed(self, message: str) -> None:
+        if message != self.error:  # once per kind of failure, not once per retry
+            self._log(f"mqtt: {message}")
+        self.error = message
