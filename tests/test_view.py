@@ -23,7 +23,7 @@ from binbot.device.config import load_config
 from binbot.device.metrics import Metrics
 from binbot.device.view import LiveView
 from binbot.errors import BinbotError
-from helpers import DaemonProcess, wait_for
+from helpers import wait_for
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 STALL_SECONDS = 30  # how long a viewer that never reads is kept connected while the daemon is watched
@@ -39,23 +39,11 @@ def camera_images(tmp_path_factory):
 
 
 @pytest.fixture
-def start(tmp_path, small_cnn_bundles, camera_images):
+def start(start_daemon, small_cnn_bundles, camera_images):
     """Starts `binbot run` on the photos replayed at 20 fps, an event at each change of label; args override."""
-    daemons = []
-
-    def start(*args):
-        folder = tmp_path / f"daemon{len(daemons)}"
-        folder.mkdir()
-        daemons.append(DaemonProcess(folder, "--bundle", str(small_cnn_bundles["int8"]), "--source",
-                                     f"replay:{camera_images}", "--fps", "20", "--window", "1", "--threshold", "0",
-                                     "--threads", "1", *args))
-        return daemons[-1]
-
-    yield start
-    for daemon in daemons:
-        if daemon.process.poll() is None:
-            daemon.process.kill()
-            daemon.process.wait()
+    return lambda *args: start_daemon(
+        "--bundle", str(small_cnn_bundles["int8"]), "--source", f"replay:{camera_images}", "--fps", "20",
+        "--window", "1", "--threshold", "0", "--threads", "1", *args)
 
 
 @contextlib.contextmanager
