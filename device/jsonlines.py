@@ -34,10 +34,6 @@ class JsonLinesOutput(Output):
         self._writer = JsonLinesWriter(name, path, metrics, log)
         self._handoff: Handoff[dict] = Handoff(name, self._writer.write, QUEUE, metrics, log)
 
-    @property
-    def where(self) -> str:
-        return self._writer.where
-
     def frame(self, result: dict, rgb: np.ndarray | None) -> None:
         if self.name == "results":
             self._handoff.put(result)
