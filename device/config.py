@@ -39,8 +39,9 @@ class RunConfig:
     view_fps: float = 5.0  # frames a second the live view encodes and sends, at most
     view_width: int = 640  # pixels; a narrower frame (a lores stream) is sent as the source gave it
     view_clients: int = 4  # viewers at once (each holds a stream and an event feed); more are answered 503
-    # Outputs with settings of their own have a TOML table each ([mqtt], [gpio]); each output's module
-    # checks its table as strictly as this file checks the keys above. Not settable on the command line.
+    # Outputs with settings of their own have a TOML table each ([mqtt], [gpio], [keep]); each output's module
+    # checks its table as strictly as this file checks the keys above. Not settable on the command line
+    # (except --keep-dir, which run_cli puts into [keep]).
     tables: dict = field(default_factory=dict)
     config_file: str = ""  # where the tables came from, for their error messages
 
@@ -52,7 +53,7 @@ class RunConfig:
         return host.removeprefix("[").removesuffix("]"), int(port)  # [::1]:8080 is IPv6's loopback
 
 
-OUTPUT_TABLES = ("gpio", "mqtt")
+OUTPUT_TABLES = ("gpio", "mqtt", "keep")
 KEYS = {f.name: f.type for f in fields(RunConfig) if f.name not in ("tables", "config_file")}
 TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 

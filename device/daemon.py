@@ -120,8 +120,10 @@ class Daemon:
         stage["invoke"].observe(step.seconds["invoke"])
         stage["postprocess"].observe(step.seconds["postprocess"])
         when = now_iso()
+        # Every class's probability, only for an output that keeps them (a kept frame's sidecar): not in /latest.
+        scores = dict(zip(bundle.class_names, step.probabilities.tolist())) if self.outputs.wants_scores else None
         self.outputs.frame({"time": when, "frame": item.id, "origin": item.frame.origin, "model": bundle.id,
-                            **step.result}, item.frame.rgb)
+                            **step.result}, item.frame.rgb, scores)
         if step.change is not None:
             self.metrics.events.inc()
             self.outputs.event({"time": when, **step.change, "frame": item.id, "origin": item.frame.origin,

@@ -34,9 +34,10 @@ class Output(ABC):
 
     name = "output"
     wants_frames = False  # True: frame() also gets the RGB frame the classifier saw
+    wants_scores = False  # True: frame() also gets every class's probability, as scores={name: p}
 
     def frame(self, result: dict, rgb: np.ndarray | None) -> None:
-        """One classified frame: its result as /latest shows it."""
+        """One classified frame: its result as /latest shows it (and scores=, if the output wants them)."""
 
     def event(self, event: dict) -> None:
         """The item in view changed."""
@@ -109,11 +110,17 @@ class Outputs:
     def __init__(self, outputs: list[Output], metrics: Metrics, log: Callable[[str], None]):
         self.outputs, self._metrics, self._log = outputs, metrics, log
         self.wants_frames = any(output.wants_frames for output in outputs)
+        self.wants_scores = any(output.wants_scores for output in outputs)
         self._last_logged: dict[str, float] = {}
 
-    def frame(self, result: dict, rgb: np.ndarray | None) -> None:
+    def frame(self, result: dict, rgb: np.ndarray | None, scores: dict[str, float] | None = None) -> None:
+        """Hand one frame to every output; scores (every class's probability) only to those that want them."""
         for output in self.outputs:
-            self._call(output, output.frame, result, rgb if output.wants_frames else None)
+            frame = rgb if output.wants_frames else None
+            if output.wants_scores:
+                self._call(output, output.frame, result, frame, scores)
+            else:
+                self._call(output, output.frame, result, frame)
 
     def event(self, event: dict) -> None:
         for output in self.outputs:
@@ -172,4 +179,8 @@ def build_outputs(config: RunConfig, metrics: Metrics, log: Callable[[str], None
         from binbot.device.mqtt import mqtt_output
 
         outputs.append(mqtt_output(config, metrics, log))
+    if "keep" in config.tables:
+        from binbot.device.keep import keep_output
+
+        outputs.append(keep_output(config, metrics, log))
     return Outputs(outputs, metrics, log), latest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from binbot.device.config import RunConfig, range_problem
@@ -48,6 +49,13 @@ def register(commands: argparse._SubParsersAction) -> None:
                      f"(default: {DEFAULTS.view_width})")
     run.add_argument("--view-clients", dest="view_clients", type=int,
                      help=f"live viewers at once; one more is answered 503 (default: {DEFAULTS.view_clients})")
+    run.add_argument("--keep-dir", dest="keep_dir", metavar="DIR",
+                     help="keep field frames the model is unsure of in DIR, for `binbot collect`: low-confidence "
+                     "ones (below --threshold), ones whose label disagrees with the item in view, the best frame of "
+                     "each item event and a small random sample; each a JPEG at the camera's resolution with a JSON "
+                     "sidecar, within hourly and daily limits and a disk quota (the oldest deleted first). Sets dir "
+                     "of the config file's [keep] table, whose other settings apply; a [keep] table alone turns "
+                     "keeping on as well (default: off)")
     run.set_defaults(handler=_run)
 
     classify = commands.add_parser(
@@ -91,6 +99,9 @@ def _run(args: argparse.Namespace) -> int:
     from binbot.device.source import open_source
 
     config = load_config(args.config, {key: getattr(args, key) for key in KEYS})
+    if args.keep_dir is not None:
+        keep = {**config.tables.get("keep", {}), "dir": args.keep_dir}
+        config = replace(config, tables={**config.tables, "keep": keep})
     bundle = read_bundle(Path(config.bundle).resolve())  # bundle.json alone: the size a camera delivers
     source = open_source(config.source, bundle.height, bundle.width, config.loop, config.fps, bundle.path)
     return Daemon(config, source).run()

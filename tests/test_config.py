@@ -137,3 +137,13 @@ def test_output_tables_are_kept_for_their_outputs_and_must_be_tables(tmp_path):
     config.write_text('bundle = "b"\nmqtt = "broker.local"\n')
     with pytest.raises(BinbotError, match=re.escape(f"{config}: mqtt should be a table ([mqtt] with its settings")):
         load_config(config, {})
+
+
+def test_a_keep_table_is_kept_for_the_keep_output(tmp_path):
+    config = tmp_path / "binbot.toml"
+    config.write_text('bundle = "b"\n\n[keep]\nsample = 0.05\n')
+
+    assert load_config(config, {}).tables == {"keep": {"sample": 0.05}}
+    config.write_text('bundle = "b"\nkeep = true\n')
+    with pytest.raises(BinbotError, match=re.escape(f"{config}: keep should be a table ([keep] with its settings")):
+        load_config(config, {})

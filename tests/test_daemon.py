@@ -153,7 +153,7 @@ def test_an_unknown_config_key_is_refused_naming_it(tmp_path, small_cnn_bundles)
     assert run_refused("--config", str(config)) == (
         f"binbot run: error: {config}: unknown key 'treshold' (known: bundle, source, threads, events, results, http, "
         "window, threshold, top_k, loop, fps, stale_after, view, view_fps, view_width, view_clients; "
-        "and the tables [gpio], [mqtt])")
+        "and the tables [gpio], [mqtt], [keep])")
 
 
 def test_a_corrupt_bundle_is_refused_before_serving(tmp_path, small_cnn_bundles):

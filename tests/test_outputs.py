@@ -90,3 +90,25 @@ def test_a_pipe_nobody_reads_never_holds_up_the_loop(tmp_path):
     closing.join(TIMEOUT)
     assert not closing.is_alive()
     os.close(reader)
+
+
+class ScoreKeeper(Recorder):
+    name = "scores"
+    wants_scores = True
+
+    def frame(self, result, rgb, scores=None):
+        self.frames.append((result, rgb, scores))
+
+
+def test_every_classs_score_goes_only_to_an_output_that_asks_for_them():
+    metrics, plain, keeper = Metrics(), Recorder(), ScoreKeeper()
+    rgb, scores = np.zeros((2, 2, 3), np.uint8), {"bottle": 0.2, "can": 0.7, "paper": 0.1}
+
+    without = Outputs([plain], metrics, print)
+    with_keeper = Outputs([plain, keeper], metrics, print)
+    with_keeper.frame({"frame": 0}, rgb, scores)
+
+    assert not without.wants_scores and with_keeper.wants_scores  # the daemon builds the scores only then
+    assert plain.frames == [({"frame": 0}, rgb)]  # called as before, without scores
+    assert keeper.frames == [({"frame": 0}, rgb, scores)]
+    assert sample(metrics, "binbot_output_errors_total", "recorder") is None

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,9 @@ import pytest
 from binbot.deploy.settings import Settings
 from binbot.device.config import KEYS, MAX_THREADS, RunConfig, load_config
 from binbot.device.httpserver import MAX_CONNECTIONS
+from binbot.device.keep import DEFAULT_DIR as DEFAULT_KEEP_DIR
+from binbot.device.keep import KeepSettings
+from binbot.device.keep import read_settings as read_keep_settings
 from binbot.tomlfile import tomllib
 from binbot.device.daemon import SHUTDOWN_DEADLINE
 from binbot.systemd import syscall_check
@@ -153,10 +157,18 @@ def test_the_unit_installer_and_default_config_agree_with_the_defaults_in_code()
 COMMENTED_SETTING = re.compile(r"^# (\w+) = (.+?)(?:\s+#\s*(.*))?$")
 
 
+def commented_table(text: str, name: str) -> list[str]:
+    """The commented-out lines of the example [name] table in text, from `# [name]` to the next blank line."""
+    lines = text.splitlines()
+    start = lines.index(f"# [{name}]") + 1
+    return lines[start:lines.index("", start) if "" in lines[start:] else len(lines)]
+
+
 def test_the_default_config_shows_every_setting_and_its_commented_examples_load(tmp_path):
     text = CONFIG.read_text()
     active = set(tomllib.loads(text))
-    commented = {m[1]: m for m in map(COMMENTED_SETTING.match, text.splitlines()) if m and m[1] in KEYS}
+    top_level = re.split(r"^# \[\w+\]$", text, maxsplit=1, flags=re.M)[0]  # a table's keys are not the file's
+    commented = {m[1]: m for m in map(COMMENTED_SETTING.match, top_level.splitlines()) if m and m[1] in KEYS}
     uncommented = tmp_path / "binbot.toml"
     uncommented.write_text("\n".join(f"{m[1]} = {m[2]}" for m in commented.values()) + '\nbundle = "b"\n')
 
@@ -166,6 +178,38 @@ def test_the_default_config_shows_every_setting_and_its_commented_examples_load(
     for key, match in commented.items():
         if "default:" not in (match[3] or ""):  # a line without its own "default:" shows the default
             assert getattr(config, key) == getattr(RunConfig(), key), f"{key}: the commented value is not the default"
+
+
+def test_the_commented_keep_table_shows_every_setting_at_its_default_and_loads():
+    config = load_config(CONFIG, {})
+    lines = commented_table(CONFIG.read_text(), "keep")
+    table = tomllib.loads("\n".join(line.removeprefix("# ") for line in lines))
+
+    settings = read_keep_settings(table, str(CONFIG), config.threshold)  # raises on an unknown key or a wrong type
+
+    assert set(table) == {f.name for f in fields(KeepSettings)}, "a [keep] setting is missing from systemd/binbot.toml"
+    assert settings == read_keep_settings({}, str(CONFIG), config.threshold)  # each value shown is the default
+    assert "keep" not in config.tables  # keeping is off until the table is uncommented
+
+
+def test_the_service_can_write_only_under_its_state_folder_where_frames_are_kept():
+    """ProtectSystem=strict makes every file system read-only to the service; StateDirectory=binbot opens
+    /var/lib/binbot alone (RuntimeDirectory's /run/binbot and PrivateTmp's /tmp vanish with it)."""
+    unit = syscall_check.read_unit(UNIT)
+    setting = {key: values[-1] for key, values in unit.items()}
+    state = Path("/var/lib") / setting["StateDirectory"]
+    opened = [path.lstrip("-+") for key in ("ReadWritePaths", "BindPaths") for value in unit.get(key, [])
+              for path in value.split()]
+
+    assert setting["ProtectSystem"] == "strict" and setting["ProtectHome"] in ("yes", "read-only", "tmpfs")
+    assert setting["StateDirectory"] == "binbot" and setting["PrivateTmp"] == "yes"
+    assert all(Path(path.split(":")[0]).is_relative_to(state) for path in opened), opened
+    for key in ("CacheDirectory", "LogsDirectory", "ReadWriteDirectories"):  # other persistent writable places
+        assert key not in unit, key
+    assert setting.get("DynamicUser", "no") == "no"  # which would move the state folder under /var/lib/private
+    assert Path(DEFAULT_KEEP_DIR).is_relative_to(state)
+    table = tomllib.loads("\n".join(line.removeprefix("# ") for line in commented_table(CONFIG.read_text(), "keep")))
+    assert Path(table["dir"]).is_relative_to(state)
 
 
 class Daemon:
