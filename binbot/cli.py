@@ -14,7 +14,7 @@ from binbot.convert import cli as convert_cli
 from binbot.deploy import cli as deploy_cli
 from binbot.device import cli as device_cli
 from binbot.errors import BinbotError
-from binbot.train import cli as train_cli
+from binbot.train import cli as train_cli, label_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert_cli.register(commands)
     device_cli.register(commands)
     deploy_cli.register(commands)
+    label_cli.register(commands)
     for command in _leaf_parsers(parser):
         command.add_argument("-v", "--verbose", action="store_true",
                              help="also show TensorFlow's own start-up and progress lines")
