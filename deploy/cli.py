@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from binbot.deploy.hosts import read_hosts_file
-from binbot.deploy.remote import SUDO_MODES, Remote, RemoteError, SshSettings, parse_host, require_ssh
+from binbot.deploy import collect_cli
+from binbot.deploy.fleet import add_ssh_options, gather_hosts, on_every_host, ssh_settings
+from binbot.deploy.remote import SUDO_MODES, SshSettings
 from binbot.deploy.settings import Settings
 from binbot.device.run_cli import threads_flag
 from binbot.errors import BinbotError
@@ -32,7 +29,8 @@ it does not within --timeout, `current` is switched back and the service reloade
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    service, ssh_defaults = Settings(), SshSettings()
+    """`binbot deploy`, and `binbot collect` beside it."""
+    service = Settings()
     deploy = commands.add_parser(
         "deploy", help="install a bundle on Raspberry Pis over SSH; --status, --rollback",
         usage=USAGE, epilog=EPILOG, formatter_class=DefaultsFormatter,
@@ -59,26 +57,19 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="seconds to wait for /healthz to report the new model before rolling back")
     remote.add_argument("--keep", type=int, default=service.keep, metavar="N",
                         help="bundles kept on each Pi, newest first; the current and previous one always stay")
-    remote.add_argument("--sudo", choices=SUDO_MODES, default=ssh_defaults.sudo,
+    remote.add_argument("--sudo", choices=SUDO_MODES, default=SshSettings().sudo,
                         help="run file changes and the reload command with `sudo -n`: auto does unless the ssh "
                         "user is root")
-
-    ssh = deploy.add_argument_group("ssh")
-    ssh.add_argument("-F", "--ssh-config", type=Path, metavar="FILE", help="ssh configuration file (ssh -F) instead of ~/.ssh/config")
-    ssh.add_argument("-o", "--ssh-option", action="append", metavar="OPTION",
-                     help="an ssh option (ssh -o), e.g. -o IdentityFile=~/.ssh/pi; repeatable")
-    ssh.add_argument("--connect-timeout", type=int, default=ssh_defaults.connect_timeout, metavar="SECONDS",
-                     help="seconds to wait for each host to answer")
-    ssh.add_argument("--parallel", type=int, default=ssh_defaults.parallel, metavar="N", help="hosts worked on at once")
+    add_ssh_options(deploy)
     deploy.add_argument("--threads", type=threads_flag, default=2, metavar="N", help="interpreter threads for the local self-test")
     deploy.set_defaults(handler=_deploy)
+    collect_cli.register(commands)
 
 
 def _deploy(args: argparse.Namespace) -> int:
     from binbot.deploy import steps as deploy  # imports the device's bundle loader (numpy, LiteRT)
 
-    for option, value in (("--timeout", args.timeout), ("--keep", args.keep), ("--parallel", args.parallel),
-                          ("--connect-timeout", args.connect_timeout)):
+    for option, value in (("--timeout", args.timeout), ("--keep", args.keep)):
         if value < 1:
             raise BinbotError(f"{option} must be at least 1, not {value:g}")
     settings = Settings(args.remote_dir, args.reload_command, args.health_url, args.timeout, args.keep)
@@ -88,19 +79,9 @@ def _deploy(args: argparse.Namespace) -> int:
         bundle_path, host_specs = Path(args.targets[0]), args.targets[1:]
     else:
         raise BinbotError("give the bundle folder to deploy, then the hosts (or --status or --rollback)")
-    hosts = [(parse_host(spec), settings) for spec in host_specs]
-    if args.hosts:
-        hosts += read_hosts_file(args.hosts, settings)
-    if not hosts:
-        raise BinbotError("no host given: name the hosts (after the bundle, when deploying), or pass --hosts FILE")
-    names = [host.name for host, _ in hosts]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise BinbotError(f"host {repeated[0]} is named twice")
-    ssh = SshSettings(args.ssh_config, tuple(args.ssh_option or ()), args.connect_timeout, args.sudo, args.parallel)
-    if ssh.config and not ssh.config.is_file():
-        raise BinbotError(f"{ssh.config}: ssh config file not found")
-    require_ssh()
+    hosts = gather_hosts(host_specs, args.hosts, settings,
+                         "no host given: name the hosts (after the bundle, when deploying), or pass --hosts FILE")
+    ssh = ssh_settings(args)
 
     if args.status:
         work = deploy.status
@@ -111,36 +92,10 @@ def _deploy(args: argparse.Namespace) -> int:
         bundle = deploy.check_local(bundle_path, args.threads, print)
         print(f"bundle {bundle.id} verifies; deploying to {len(hosts)} host(s)")
         work = lambda remote, settings, say: deploy.deploy(remote, settings, bundle, say)  # noqa: E731
-    outcomes = on_every_host(hosts, ssh, work)
+    outcomes = on_every_host("deploy", hosts, ssh, work,
+                             failed=lambda host, problem: deploy.Outcome(host, "failed", "", problem, ok=False))
     print_summary(outcomes)
     return 0 if all(outcome.ok for outcome in outcomes) else 1
-
-
-def on_every_host(hosts: list, ssh: SshSettings, work: Callable) -> list:
-    """work(remote, settings, say) for each (host, settings), ssh.parallel at a time; lines start with the host's name."""
-    from binbot.deploy.steps import Outcome
-
-    lock = threading.Lock()
-
-    def one(host, settings) -> Outcome:
-        def say(line: str) -> None:
-            with lock:
-                print(f"{host.name}: {line}")
-
-        try:
-            with Remote(host, ssh) as remote:
-                outcome = work(remote, settings, say)
-        except RemoteError as error:
-            outcome = Outcome(host.name, "failed", "", error.problem, ok=False)
-        except BinbotError as error:
-            outcome = Outcome(host.name, "failed", "", str(error), ok=False)
-        if not outcome.ok:
-            with lock:
-                print(f"binbot deploy: error: {host.name}: {outcome.detail}", file=sys.stderr, flush=True)
-        return outcome
-
-    with ThreadPoolExecutor(max_workers=min(ssh.parallel, len(hosts))) as pool:
-        return list(pool.map(lambda pair: one(*pair), hosts))
 
 
 def print_summary(outcomes: list) -> None:

@@ -137,16 +137,17 @@ class Remote:
         return command
 
     def run(self, script: str, *args: str, privileged: bool = False, timeout: float = 120,
-            send: Callable[[BinaryIO], None] | None = None) -> str:
+            send: Callable[[BinaryIO], None] | None = None, into: BinaryIO | None = None) -> str:
         """script's stdout; args become its $1, $2...; send(stdin) streams input to it.
 
+        With into (a binary file), stdout is written there as bytes instead, and "" is returned.
         Raises RemoteError naming the host, with the script's own `binbot: ...` message when it gave one.
         """
         mode = self.settings.sudo if privileged else "never"
         wrapper = (SCRIPTS / "privileges.sh").read_text()  # sent as it is: it needs nothing from lib.sh
         remote_command = shlex.join(["sh", "-c", wrapper, "binbot", mode, script, *args])
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            process = subprocess.Popen(self.ssh_command(remote_command), stdout=out, stderr=err,
+            process = subprocess.Popen(self.ssh_command(remote_command), stdout=into or out, stderr=err,
                                        stdin=subprocess.PIPE if send else subprocess.DEVNULL)
             try:
                 if send:

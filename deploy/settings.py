@@ -12,7 +12,7 @@ from binbot.device.config import RunConfig
 
 @dataclass(frozen=True)
 class Settings:
-    """Where a Pi's service keeps its bundles, how it is reloaded and checked, and how long deploy waits."""
+    """Where a Pi's service keeps its bundles and frames, how it is reloaded and checked, and how long deploy waits."""
 
     remote_dir: str = "/var/lib/binbot"  # the unit's StateDirectory
     reload_command: str = "systemctl reload-or-restart binbot"
@@ -23,3 +23,8 @@ class Settings:
     @property
     def bundles_dir(self) -> str:
         return self.remote_dir.rstrip("/") + "/bundles"
+
+    @property
+    def kept_dir(self) -> str:
+        """Where the service keeps field frames for `binbot collect` (device/kept.py's pairs)."""
+        return self.remote_dir.rstrip("/") + "/kept"

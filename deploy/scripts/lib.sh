@@ -28,3 +28,14 @@ check_sums() {
     printf '%s' "${sums% }"
     return 1
 }
+
+# Every file the collect scripts read or delete is <kept folder>/<id>.jpg or <id>.json: an argument
+# that is not a kept-frame id (device/kept.py's KEPT_ID) is refused here too, whatever the workstation checked.
+require_kept_ids() {
+    for id in "$@"; do
+        case $id in
+            [0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]Z-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]) ;;
+            *) printf 'binbot: refusing %s: not a kept-frame id (like 20261130T144223123Z-3fa2b1c9)\n' "'$id'" >&2; exit 3 ;;
+        esac
+    done
+}
