@@ -1,12 +1,15 @@
 """Scanning a <class>/<image> folder: what is used, what is skipped and why, and the split."""
 
+import hashlib
+import json
 from collections import Counter
 
 import pytest
 from PIL import Image
 
+from binbot.device.kept import KeptFrame, new_id, read_sidecar, sidecar
 from binbot.errors import BinbotError
-from binbot.train.folder import scan, stratified_split
+from binbot.train.folder import scan, scan_all, stratified_split
 
 
 def make_folder(root, per_class: dict[str, int]):
@@ -118,3 +121,98 @@ def test_split_fraction_out_of_range_is_an_error(tmp_path):
     images = scan(make_folder(tmp_path, {"a": 2, "b": 2}))
     with pytest.raises(BinbotError, match="--val-split"):
         stratified_split(images.examples, 1.0, seed=0)
+
+
+def as_kept_frame(picture, label: str = "can") -> str:
+    """Rename a picture <id>.jpg and write its sidecar <id>.json beside it, as `binbot label` leaves a frame."""
+    frame_id = new_id()
+    jpeg = picture.rename(picture.with_name(f"{frame_id}.jpg"))
+    data = jpeg.read_bytes()
+    width, height = Image.open(jpeg).size
+    frame = KeptFrame(id=frame_id, time="2026-11-30T14:42:23.123Z", model="tiny", label=label, confidence=0.4,
+                      scores={"can": 0.4, "paper": 0.35, "bottle": 0.25}, item=None, reasons=["low-confidence"],
+                      width=width, height=height, jpeg_sha256=hashlib.sha256(data).hexdigest(), jpeg_size=len(data))
+    (jpeg.parent / f"{frame_id}.json").write_text(json.dumps(sidecar(frame)))
+    read_sidecar(jpeg.parent / f"{frame_id}.json")  # checked as the real ones are
+    return frame_id
+
+
+def keep_frames(folder, n: int) -> list[str]:
+    """n kept field frames in folder: <id>.jpg and <id>.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = []
+    for i in range(n):
+        Image.new("RGB", (20, 15), (i * 30 % 255, 40, 200)).save(folder / "new.jpg")
+        ids.append(as_kept_frame(folder / "new.jpg"))
+    return ids
+
+
+def test_a_field_folder_is_read_as_its_labelled_frames_only(tmp_path, capsys):
+    field = tmp_path / "field"
+    can_ids = keep_frames(field / "can", 3)
+    keep_frames(field / "paper", 2)
+    keep_frames(field / "unlabelled", 4)
+    keep_frames(field / "discarded", 1)
+    (field / "paper" / "notes.json").write_text("{}")  # beside no image: still a stray file
+
+    images = scan(field)
+
+    assert images.class_names == ["can", "paper"]
+    assert images.counts() == {"can": 3, "paper": 2}
+    assert sorted(e.path.stem for e in images.examples if e.label == 0) == sorted(can_ids)
+    assert [(path.name, "extension" in why) for path, why in images.skipped] == [("notes.json", True)]
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if line.startswith("warning:")] == [
+        f"warning: skipping {field / 'paper' / 'notes.json'}: {images.skipped[0][1]}"]
+    assert [line for line in err if line.startswith("note:")] == [
+        f"note: {field / 'unlabelled'} has 4 frame(s) not yet labelled (binbot label {field})"]
+
+
+def test_a_field_folder_with_nothing_waiting_says_nothing(tmp_path, capsys):
+    field = tmp_path / "field"
+    keep_frames(field / "can", 1)
+    keep_frames(field / "paper", 1)
+    (field / "unlabelled").mkdir()
+
+    scan(field, ["bottle", "can", "paper"])
+
+    assert capsys.readouterr().err == ""
+
+
+def test_not_classes_stay_out_even_under_a_models_labels(tmp_path):
+    field = tmp_path / "field"
+    keep_frames(field / "can", 2)
+    keep_frames(field / "discarded", 2)
+    images = scan(field, ["paper", "can"])  # discarded/ is not refused as an unknown class
+    assert images.counts() == {"paper": 0, "can": 2}
+
+
+def test_several_folders_share_the_sorted_union_of_their_classes(tmp_path):
+    photos = make_folder(tmp_path / "photos", {"metal": 2, "glass": 2})
+    field = tmp_path / "field"
+    keep_frames(field / "paper", 2)
+    keep_frames(field / "metal", 1)
+
+    scanned = scan_all([photos, field])
+
+    assert [images.class_names for images in scanned] == [["glass", "metal", "paper"]] * 2
+    assert scanned[0].counts() == {"glass": 2, "metal": 2, "paper": 0}
+    assert scanned[1].counts() == {"glass": 0, "metal": 1, "paper": 2}
+    assert {(e.path.parent.name, e.label) for images in scanned for e in images.examples} == {
+        ("glass", 0), ("metal", 1), ("paper", 2)}
+
+
+def test_several_folders_under_a_models_labels_refuse_the_one_with_an_unknown_class(tmp_path):
+    photos = make_folder(tmp_path / "photos", {"can": 1, "paper": 1})
+    field = make_folder(tmp_path / "field", {"can": 1, "glass": 1})
+    with pytest.raises(BinbotError, match=f"^{field}: class folder\\(s\\) glass are not among the model's labels"):
+        scan_all([photos, field], ["can", "paper"])
+
+
+def test_several_folders_need_two_classes_between_them_and_each_once(tmp_path):
+    one = make_folder(tmp_path / "one", {"can": 1})
+    other = make_folder(tmp_path / "other", {"can": 2})
+    with pytest.raises(BinbotError, match="found 1 class folder\\(s\\) between them"):
+        scan_all([one, other])
+    with pytest.raises(BinbotError, match="given twice"):
+        scan_all([one, tmp_path / "." / "one"])

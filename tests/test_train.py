@@ -14,6 +14,7 @@ from binbot.device.frames import load_model_input
 from binbot.device.labels import read_labels
 from binbot.train.model import load_checkpoint
 from conftest import IMAGENET_H5, TINY_SIZE, needs_imagenet_weights
+from test_folder import as_kept_frame, keep_frames
 
 TINY = ["--weights", "none", "--image-size", str(TINY_SIZE), "--batch-size", "8"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -41,6 +42,7 @@ def test_a_run_writes_every_output(image_folder, tmp_path, capsys):
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["images"] == {"train": 27, "validation": 9, "skipped": 1}
+    assert "by_data" not in metrics  # one --data: the figures above are its own
     assert metrics["skipped_files"][0]["path"].endswith("broken.jpg")
     assert sum(map(sum, metrics["confusion_matrix"])) == 9
     assert set(metrics["per_class"]) == {"bottle", "can", "paper"}
@@ -140,7 +142,20 @@ def out_holds_init(root):
             "first: holds --init .*first/model.keras; writing the output there would delete it")
 
 
-OVERLAPS = [out_is_data, out_holds_data, out_inside_data, out_is_val_data, out_holds_init]
+def out_is_second_data(root):
+    shutil.copytree(root / "data", root / "field")
+    return (["--data", root / "data", "--data", root / "field", "--out", root / "field"],
+            "field: is also --data; writing the output there would delete it")
+
+
+def out_inside_second_data(root):
+    shutil.copytree(root / "data", root / "field")
+    return (["--data", root / "data", "--data", root / "field", "--out", root / "field" / "run"],
+            "run: inside --data .*field, where the output would be read as input")
+
+
+OVERLAPS = [out_is_data, out_holds_data, out_inside_data, out_is_val_data, out_holds_init,
+            out_is_second_data, out_inside_second_data]
 
 
 @pytest.mark.parametrize("lay_out", OVERLAPS, ids=[lay_out.__name__ for lay_out in OVERLAPS])
@@ -279,3 +294,98 @@ def test_cosine_fine_tuning_decays_to_zero_over_the_fine_tuning_steps(tmp_path):
     assert float(schedule(16)) == pytest.approx(0.0, abs=1e-12)
     constant = TrainConfig(data=tmp_path, out=tmp_path / "run", fine_tune_learning_rate=3e-5)
     assert _fine_tune_learning_rate(constant, n_train=100) == 3e-5
+
+
+def field_folder(root, classes=("bottle", "can"), per_class=6, waiting=2):
+    """A field folder as `binbot label` leaves it: <class>/<id>.jpg with sidecars, unlabelled/ and discarded/."""
+    from binbot.train.synthetic import write_dataset
+
+    write_dataset(root, per_class=per_class, classes=classes, seed=11)
+    for picture in sorted(root.rglob("*.jpg")):
+        as_kept_frame(picture, label=picture.parent.name)
+    keep_frames(root / "unlabelled", waiting)
+    keep_frames(root / "discarded", 1)
+    return root
+
+
+def test_photos_and_field_frames_train_together_and_are_scored_apart(tiny_run, image_folder, tmp_path, capsys):
+    field = field_folder(tmp_path / "field")  # no paper in the field yet
+    out = tmp_path / "run"
+
+    assert main(["train", "--data", str(image_folder), "--data", str(field), "--init", str(tiny_run / "model.keras"),
+                 "--out", str(out), "--image-size", str(TINY_SIZE), "--batch-size", "8", "--epochs", "1"]) == 0
+
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err
+    assert f"note: {field / 'unlabelled'} has 2 frame(s) not yet labelled" in captured.err
+    metrics = json.loads((out / "metrics.json").read_text())
+    by_data = metrics["by_data"]
+    assert list(by_data) == ["data", "field"]
+    assert by_data["data"]["data"] == str(image_folder) and by_data["field"]["data"] == str(field)
+    assert by_data["data"]["images"] == {"train": 30, "validation": 6, "skipped": 0}
+    assert by_data["field"]["images"] == {"train": 10, "validation": 2, "skipped": 0}
+    assert metrics["images"] == {"train": 40, "validation": 8, "skipped": 0}
+    assert sum(part["evaluated"] for part in by_data.values()) == metrics["evaluated"] == 8
+    assert by_data["field"]["per_class"]["paper"]["support"] == 0
+    assert np.add(by_data["data"]["confusion_matrix"], by_data["field"]["confusion_matrix"]).tolist() == metrics["confusion_matrix"]
+
+    split = json.loads((out / "split.json").read_text())
+    assert not [e for e in split["train"] + split["validation"] if "unlabelled" in e["path"] or "discarded" in e["path"]]
+    model = load_checkpoint(out / "model.keras")
+    for name, root in (("data", image_folder), ("field", field)):
+        val = [e for e in split["validation"] if e["path"].startswith(f"{root.resolve()}/")]
+        pixels = np.stack([load_model_input(e["path"], TINY_SIZE, TINY_SIZE) for e in val]).astype("float32")
+        predicted = model.predict(pixels, verbose=0).argmax(axis=1)
+        assert by_data[name]["accuracy"] == pytest.approx(float(np.mean(predicted == [e["label"] for e in val])))
+
+    assert json.loads((out / "config.json").read_text())["data"] == [str(image_folder), str(field)]
+    report = (out / "report.md").read_text()
+    assert f"| field (`{field}`) | 10 | 2 | {by_data['field']['accuracy']:.2%} |" in report
+    assert f"| data (`{image_folder}`) | 30 | 6 | {by_data['data']['accuracy']:.2%} |" in report
+    assert "## Per class, on the validation images of field" in report
+    assert f"  field: accuracy {by_data['field']['accuracy']:.4f} on 2 images" in captured.out
+
+
+@pytest.mark.parametrize("init", [False, True], ids=["own classes", "with --init"])
+def test_a_folders_validation_images_do_not_depend_on_the_folders_beside_it(tiny_run, image_folder, tmp_path, init):
+    from binbot.train.trainer import TrainConfig, split_data
+
+    field = field_folder(tmp_path / "field", per_class=9)
+    checkpoint = tiny_run / "model.keras" if init else None
+
+    def split(*data):
+        class_names, parts = split_data(TrainConfig(data=list(data), out=tmp_path / "run", init=checkpoint))
+        return {part.name: ([class_names[e.label] for e in part.val], [e.path for e in part.val]) for part in parts}
+
+    alone, together = split(field), split(image_folder, field)
+    assert together["field"] == alone["field"]
+    assert together["data"] == split(image_folder)["data"]
+    assert sorted(alone["field"][0]) == ["bottle", "bottle", "can", "can"]
+
+
+def test_a_second_folder_with_a_class_the_checkpoint_does_not_know_is_refused(tiny_run, image_folder, tmp_path, capsys):
+    field = field_folder(tmp_path / "field", classes=("can",), per_class=2)
+    shutil.copytree(field / "can", field / "glass")  # a class the field found that the model was never taught
+    assert main(["train", "--data", str(image_folder), "--data", str(field), "--out", str(tmp_path / "run"),
+                 "--init", str(tiny_run / "model.keras"), "--image-size", str(TINY_SIZE), "--epochs", "1"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines()[-1] == (
+        f"binbot train: error: {field}: class folder(s) glass are not among the model's labels ['bottle', 'can', 'paper']")
+    assert "phase 1" not in captured.out and not (tmp_path / "run").exists()
+
+
+def test_val_data_with_several_data_folders_is_refused(image_folder, tmp_path, capsys):
+    field = field_folder(tmp_path / "field", per_class=2)
+    assert main(["train", "--data", str(image_folder), "--data", str(field), "--val-data", str(image_folder),
+                 "--out", str(tmp_path / "run"), *TINY, "--epochs", "1"]) == 1
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors == [f"binbot train: error: --val-data {image_folder}: works with one --data, not 2; "
+                      "drop it and each --data folder is split by --val-split"]
+
+
+def test_folders_of_the_same_name_are_told_apart_by_their_parents(tmp_path):
+    from binbot.train.trainer import data_names
+
+    assert data_names([tmp_path / "a" / "field", tmp_path / "b" / "field", tmp_path / "photos"]) == [
+        "a/field", "b/field", "photos"]
+    assert data_names([tmp_path / "photos"]) == ["photos"]

@@ -16,12 +16,18 @@ def register(commands: argparse._SubParsersAction) -> None:
         "train",
         help="train a classifier on a folder of photos (workstation)",
         description="Train MobileNetV2 + a dense head on DATA/<class>/<image> and write a run directory "
-        "(model.keras, labels.txt, metrics.json, training.png, confusion.png, report.md). " + DEFAULTS_NOTE,
+        "(model.keras, labels.txt, metrics.json, training.png, confusion.png, report.md). " + DEFAULTS_NOTE
+        + " To retrain on frames from the field, give --data more than once (say --data photos --data field "
+        "--init runs/current/model.keras): each folder is split on its own and its validation accuracy "
+        "reported apart.",
         formatter_class=DefaultsFormatter,
     )
-    train.add_argument("--data", type=Path, required=True, help="folder with one sub-folder of images per class")
+    train.add_argument("--data", type=Path, required=True, action="append",
+                       help="folder with one sub-folder of images per class; repeat it to train on several "
+                       "(a class may be missing from some; a field folder's unlabelled/ and discarded/ are not classes)")
     train.add_argument("--out", type=Path, required=True, help="run directory to create")
-    train.add_argument("--val-data", type=Path, help="separate validation folder (instead of --val-split)")
+    train.add_argument("--val-data", type=Path, help="separate validation folder (instead of --val-split; "
+                       "with one --data only)")
     train.add_argument("--val-split", type=float, default=0.2, help="share of each class held out for validation")
     train.add_argument(
         "--weights", default="imagenet", metavar="imagenet|none|PATH",

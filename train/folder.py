@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 
 from binbot.device.frames import IMAGE_SUFFIXES, read_rgb
+from binbot.device.kept import NOT_CLASSES, UNLABELLED, kept_ids
 from binbot.errors import BinbotError
 
 
@@ -39,13 +40,14 @@ class ImageFolder:
 def scan(root: str | Path, class_names: list[str] | None = None) -> ImageFolder:
     """Find every readable image under root/<class>/, warning once per file skipped.
 
-    With class_names given (an existing model's labels), the folder's classes must be
-    among them and labels follow that order; otherwise the sorted folder names are the classes.
+    With class_names given (an existing model's labels, or the classes of several folders), the
+    folder's classes must be among them and labels follow that order; otherwise the sorted folder
+    names are the classes. A field folder's unlabelled/ and discarded/ are not classes, and a kept
+    frame's sidecar (<id>.json beside <id>.jpg) is not a skipped file.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise BinbotError(f"{root}: not a folder (expected one sub-folder of images per class)")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = [root / name for name in class_folders(root)]
+    _say_what_waits(root)
     if class_names is None:
         class_names = [p.name for p in folders]
         if len(class_names) < 2:
@@ -60,7 +62,11 @@ def scan(root: str | Path, class_names: list[str] | None = None) -> ImageFolder:
     examples, skipped = [], []
     for folder in folders:
         label = class_names.index(folder.name)
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+        images = {(p.parent, p.stem) for p in files if p.suffix.lower() in IMAGE_SUFFIXES}
+        for path in files:
+            if path.suffix == ".json" and (path.parent, path.stem) in images:
+                continue  # the sidecar of a kept field frame, or any image's notes: not a file to warn about
             problem = _problem_with(path)
             if problem:
                 print(f"warning: skipping {path}: {problem}", file=sys.stderr)
@@ -75,6 +81,42 @@ def scan(root: str | Path, class_names: list[str] | None = None) -> ImageFolder:
     if not examples:
         raise BinbotError(f"{root}: no readable image found")
     return images
+
+
+def class_folders(root: str | Path) -> list[str]:
+    """The sorted names of root's class folders: its sub-folders, bar hidden ones and a field folder's unlabelled/ and discarded/."""
+    root = Path(root)
+    if not root.is_dir():
+        raise BinbotError(f"{root}: not a folder (expected one sub-folder of images per class)")
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in NOT_CLASSES)
+
+
+def scan_all(roots: list[Path], class_names: list[str] | None = None) -> list[ImageFolder]:
+    """scan() each folder with the same classes: class_names if given, else every folder's classes, sorted.
+
+    A class may be missing from some of the folders, so a field folder with only a few classes yet
+    trains beside the photos that have them all.
+    """
+    if not roots:
+        raise BinbotError("no --data folder given")
+    if len(set(p.resolve() for p in roots)) < len(roots):
+        raise BinbotError(f"the same --data folder is given twice ({', '.join(map(str, roots))}); give each once")
+    if class_names is None and len(roots) == 1:
+        return [scan(roots[0])]
+    if class_names is None:
+        class_names = sorted(set().union(*(class_folders(root) for root in roots)))
+        if len(class_names) < 2:
+            raise BinbotError(
+                f"{', '.join(map(str, roots))}: found {len(class_names)} class folder(s) between them; a classifier "
+                "needs at least 2 (lay images out as <class>/<image>.jpg)"
+            )
+    return [scan(root, class_names) for root in roots]
+
+
+def _say_what_waits(root: Path) -> None:
+    waiting = len(kept_ids(root / UNLABELLED))
+    if waiting:
+        print(f"note: {root / UNLABELLED} has {waiting} frame(s) not yet labelled (binbot label {root})", file=sys.stderr)
 
 
 def _problem_with(path: Path) -> str | None:

@@ -17,15 +17,17 @@ def training_report(config: dict, metrics: dict) -> str:
                    f"{config['fine_tune_at']} at learning rate {config['fine_tune_learning_rate']}"
                    + (" decaying along a cosine" if config["fine_tune_schedule"] == "cosine" else ""))
     start = f"checkpoint `{config['init']}`" if config["init"] else f"weights `{config['weights']}`"
+    data = ", ".join(f"`{path}`" for path in config["data"])
     return "\n".join([
         "# BinBot training run",
         "",
-        f"Made {_now()} from `{config['data']}`, starting from {start}: {phases}.",
+        f"Made {_now()} from {data}, starting from {start}: {phases}.",
         "",
         f"**Validation accuracy: {metrics['accuracy']:.2%}** on {images['validation']} images "
         f"(macro F1 {metrics['macro_f1']:.3f}); trained on {images['train']} images in "
         f"{metrics['training_seconds'] / 60:.1f} min; {images['skipped']} file(s) skipped.",
         "",
+        *_by_data_table(metrics.get("by_data", {})),
         "![Loss and accuracy per epoch](training.png)",
         "",
         "## Per class, on the validation images",
@@ -34,6 +36,7 @@ def training_report(config: dict, metrics: dict) -> str:
         "",
         "![Confusion matrix](confusion.png)",
         "",
+        *_by_data_classes(metrics.get("by_data", {})),
         *_skipped_section(metrics["skipped_files"]),
         "## Files",
         "",
@@ -58,6 +61,34 @@ def evaluation_report(metrics: dict) -> str:
         "",
         *_skipped_section(metrics["skipped_files"]),
     ])
+
+
+def accuracy_text(figures: dict) -> str:
+    """'accuracy 0.8750 on 8 images (macro F1 0.857)', or why there is none."""
+    if figures["accuracy"] is None:
+        return "no validation images (too few to hold any out)"
+    return f"accuracy {figures['accuracy']:.4f} on {figures['evaluated']} images (macro F1 {figures['macro_f1']:.3f})"
+
+
+def _by_data_table(by_data: dict) -> list[str]:
+    """Each --data folder's share of the validation images and how the model did on it."""
+    if not by_data:
+        return []
+    lines = ["## Per data folder, on its own validation images", "",
+             "| data folder | training images | validation images | accuracy | macro F1 |", "|---|---:|---:|---:|---:|"]
+    for name, part in by_data.items():
+        accuracy, macro_f1 = ("n/a", "n/a") if part["accuracy"] is None else (f"{part['accuracy']:.2%}", f"{part['macro_f1']:.3f}")
+        where = name if part["data"] == name else f"{name} (`{part['data']}`)"
+        lines.append(f"| {where} | {part['images']['train']} | {part['evaluated']} | {accuracy} | {macro_f1} |")
+    return lines + [""]
+
+
+def _by_data_classes(by_data: dict) -> list[str]:
+    lines = []
+    for name, part in by_data.items():
+        if part["accuracy"] is not None:
+            lines += [f"## Per class, on the validation images of {name}", "", format_table(part), ""]
+    return lines
 
 
 def _skipped_section(skipped: list[dict]) -> list[str]:

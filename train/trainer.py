@@ -26,7 +26,7 @@ from binbot.train.pipeline import make_dataset
 class TrainConfig:
     """Everything that decides a run; saved as config.json beside the checkpoint."""
 
-    data: Path
+    data: list[Path] | Path  # one --data folder or several; always a list once made
     out: Path
     val_data: Path | None = None
     val_split: float = 0.2
@@ -44,33 +44,86 @@ class TrainConfig:
     seed: int = 1337
     force: bool = False
 
+    def __post_init__(self) -> None:
+        self.data = [Path(self.data)] if isinstance(self.data, (str, Path)) else [Path(p) for p in self.data]
+
     def as_json(self) -> dict:
-        return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
+        def plain(value):
+            if isinstance(value, list):
+                return [plain(v) for v in value]
+            return str(value) if isinstance(value, Path) else value
+
+        return {k: plain(v) for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass
+class DataPart:
+    """One --data folder's share of a run: its name in reports, and its training and validation images."""
+
+    name: str
+    path: Path
+    train: list[folder.Example]
+    val: list[folder.Example]
+    skipped: list[tuple[Path, str]]
+
+
+def split_data(config: TrainConfig) -> tuple[list[str], list[DataPart]]:
+    """The classes, and each --data folder's training and validation images.
+
+    Each folder is split on its own, with the same seed, so a folder's validation images are the
+    same whether it is trained alone or beside others, and its accuracy can be compared run to run.
+    """
+    if config.val_data and len(config.data) > 1:
+        raise BinbotError(f"--val-data {config.val_data}: works with one --data, not {len(config.data)}; "
+                          "drop it and each --data folder is split by --val-split")
+    known_labels = read_labels(config.init.parent / "labels.txt") if config.init else None
+    scanned = folder.scan_all(config.data, known_labels)
+    class_names = scanned[0].class_names
+    names = data_names(config.data)
+    if config.val_data:
+        val_images = folder.scan(config.val_data, class_names)
+        return class_names, [DataPart(names[0], config.data[0], scanned[0].examples, val_images.examples,
+                                      scanned[0].skipped + val_images.skipped)]
+    parts = []
+    for name, path, images in zip(names, config.data, scanned):
+        train_examples, val_examples = folder.stratified_split(images.examples, config.val_split, config.seed)
+        parts.append(DataPart(name, path, train_examples, val_examples, images.skipped))
+    return class_names, parts
+
+
+def data_names(paths: list[Path]) -> list[str]:
+    """Short names for --data folders in reports: each folder's name, with as many parent folders as tell it apart."""
+    all_parts = [p.resolve().parts for p in paths]
+    names = []
+    for parts in all_parts:
+        depth = 1
+        while any(other != parts and other[-depth:] == parts[-depth:] for other in all_parts):
+            depth += 1
+        names.append(str(Path(*parts[-depth:])))
+    return names
 
 
 def train(config: TrainConfig) -> dict:
     """Train, evaluate on the validation images and write the run directory; returns its metrics."""
-    check_out_apart(config.out, {"--data": config.data, "--val-data": config.val_data, "--init": config.init})
+    for data in config.data:
+        check_out_apart(config.out, {"--data": data})
+    check_out_apart(config.out, {"--val-data": config.val_data, "--init": config.init})
     check_can_write(config.out, config.force)
     if config.epochs < 0 or config.fine_tune_epochs < 0 or config.epochs + config.fine_tune_epochs == 0:
         raise BinbotError("nothing to train: --epochs and --fine-tune-epochs add up to 0")
     started = time.monotonic()
     keras.utils.set_random_seed(config.seed)
 
-    known_labels = read_labels(config.init.parent / "labels.txt") if config.init else None
-    images = folder.scan(config.data, known_labels)
-    skipped = list(images.skipped)
-    if config.val_data:
-        val_images = folder.scan(config.val_data, images.class_names)
-        train_examples, val_examples = images.examples, val_images.examples
-        skipped += val_images.skipped
-    else:
-        train_examples, val_examples = folder.stratified_split(images.examples, config.val_split, config.seed)
-    class_names = images.class_names
+    class_names, parts = split_data(config)
+    train_examples = [e for part in parts for e in part.train]
+    val_examples = [e for part in parts for e in part.val]
+    skipped = [s for part in parts for s in part.skipped]
     print(
         f"{len(class_names)} classes ({', '.join(class_names)}): {len(train_examples)} training and "
         f"{len(val_examples)} validation images, {len(skipped)} file(s) skipped"
     )
+    if len(parts) > 1:
+        print("  " + "; ".join(f"{p.name}: {len(p.train)} training, {len(p.val)} validation" for p in parts))
 
     model = _starting_model(config, len(class_names))
     train_ds = make_dataset(train_examples, config.image_size, config.batch_size, training=True,
@@ -93,17 +146,22 @@ def train(config: TrainConfig) -> dict:
         _fit(model, train_ds, val_ds, learning_rate, config.epochs, config.epochs + config.fine_tune_epochs, history)
     fit_seconds = time.monotonic() - fit_started
 
-    metrics = _evaluate_model(model, val_ds, val_examples, class_names)
+    predicted = _predict(model, val_ds)
+    metrics = classification_metrics(_labels(val_examples), predicted, class_names)
     metrics.update(
         images={"train": len(train_examples), "validation": len(val_examples), "skipped": len(skipped)},
         skipped_files=[{"path": str(p), "reason": why} for p, why in skipped],
         training_seconds=round(fit_seconds, 1),
         total_seconds=round(time.monotonic() - started, 1),
     )
+    if len(parts) > 1:
+        metrics["by_data"] = _by_data(parts, predicted, class_names)
     split = {"class_names": class_names, "train": _listing(train_examples), "validation": _listing(val_examples)}
     _write_run(config, model, class_names, history, metrics, split)
     print(format_table(metrics))
     print(f"validation accuracy {metrics['accuracy']:.4f} after {fit_seconds / 60:.1f} min of training")
+    for name, part in metrics.get("by_data", {}).items():
+        print(f"  {name}: {report.accuracy_text(part)}")
     print(f"wrote {config.out}/: model.keras, labels.txt, metrics.json, history.json, training.png, confusion.png, report.md")
     return metrics
 
@@ -151,10 +209,29 @@ def _fit(model, train_ds, val_ds, learning_rate, first_epoch: int, last_epoch: i
         history.setdefault(key, []).extend(float(v) for v in values)
 
 
-def _evaluate_model(model: keras.Model, dataset: tf.data.Dataset, examples: list, class_names: list[str]) -> dict:
-    probabilities = model.predict(dataset, verbose=0)
-    y_true = np.array([e.label for e in examples])
-    return classification_metrics(y_true, probabilities.argmax(axis=1), class_names)
+def _predict(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
+    """The predicted class of every image, in the dataset's order."""
+    return model.predict(dataset, verbose=0).argmax(axis=1)
+
+
+def _labels(examples: list[folder.Example]) -> np.ndarray:
+    return np.array([e.label for e in examples], dtype=np.int64)
+
+
+def _by_data(parts: list[DataPart], predicted: np.ndarray, class_names: list[str]) -> dict:
+    """The validation figures of each --data folder, from its slice of the predictions (which follow the parts' order)."""
+    by_data, start = {}, 0
+    for part in parts:
+        end = start + len(part.val)
+        figures = classification_metrics(_labels(part.val), predicted[start:end], class_names)
+        if not part.val:  # a folder too small to hold any image out has no accuracy, rather than 0
+            figures.update(accuracy=None, macro_f1=None)
+        by_data[part.name] = {
+            "data": str(part.path), **figures,
+            "images": {"train": len(part.train), "validation": len(part.val), "skipped": len(part.skipped)},
+        }
+        start = end
+    return by_data
 
 
 def _listing(examples: list[folder.Example]) -> list[dict]:
@@ -187,7 +264,7 @@ def evaluate(checkpoint: Path, data: Path, out: Path, labels: Path | None = None
     images = folder.scan(data, class_names)
     image_size = model.input_shape[1]
     dataset = make_dataset(images.examples, image_size, batch_size)
-    metrics = _evaluate_model(model, dataset, images.examples, class_names)
+    metrics = classification_metrics(_labels(images.examples), _predict(model, dataset), class_names)
     metrics.update(
         images={"evaluated": len(images.examples), "skipped": len(images.skipped)},
         checkpoint=str(checkpoint),
