@@ -17,7 +17,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Convert CHECKPOINT (a model.keras or .h5 from binbot train, or a trusted SavedModel folder) to "
         "TFLite, check the result against the checkpoint on images with known classes, and write a bundle: model.tflite, "
         "labels.txt, bundle.json and selftest.npz. By default the images are the training run's own (split.json "
-        "beside the checkpoint): its training images for calibration, its validation images for the check.",
+        "beside the checkpoint): its training images for calibration, its validation images for the check. If int8 "
+        "loses more accuracy than --max-drop, the layers whose rounding costs most are kept in float, the fewest that "
+        "bring the loss within it (mixed int8: input and output stay uint8, so the device is unchanged).",
         formatter_class=DefaultsFormatter,
     )
     convert.add_argument("checkpoint", type=Path, help="model.keras, a Keras .h5 model, or a SavedModel folder")
@@ -27,9 +29,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     convert.add_argument("--out", type=Path, required=True, help="bundle folder to create")
     convert.add_argument(
         "--mode", choices=MODES, default="int8",
-        help="int8: integer only, uint8 pixels in (smallest, fastest on the Pi); float16: half-size float weights; "
+        help="int8: integer only, uint8 pixels in (smallest, fastest on the Pi), but for the few layers kept in float "
+        "when full int8 would lose more than --max-drop (see --no-mixed); float16: half-size float weights; "
         "dynamic: int8 weights, float activations; float32: no quantization",
     )
+    convert.add_argument("--no-mixed", action="store_true",
+                         help="int8 throughout: refuse (or with --allow-drop, write) a model that loses more than --max-drop, "
+                         "instead of keeping the layers whose rounding costs most in float")
+    convert.add_argument("--float-layers", type=_names, metavar="NAME,...",
+                         help="keep exactly these layers with weights in float, the rest int8 (no search); names as "
+                         "binbot convert prints them and bundle inspect shows them, e.g. Conv1_1")
     convert.add_argument("--labels", type=Path, help="labels file (default: labels.txt beside the checkpoint)")
     convert.add_argument("--calibration-data", type=Path, metavar="DIR",
                          help="<class>/<image> folder to calibrate int8 on (default: the run's training images)")
@@ -54,5 +63,10 @@ def _convert(args: argparse.Namespace) -> int:
         calibration_data=args.calibration_data, calibration_samples=args.calibration_samples,
         eval_data=args.eval_data, max_drop=args.max_drop, allow_drop=args.allow_drop,
         threads=args.threads, force=args.force, trust_savedmodel=args.trust_savedmodel,
+        float_layers=args.float_layers, mixed=not args.no_mixed,
     ))
     return 0
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",")]

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from binbot import __version__
-from binbot.convert import data, tflite
+from binbot.convert import data, mixed, tflite
 from binbot.convert.checkpoint import Checkpoint, checkpoint_sha256, load_for_conversion
-from binbot.convert.validation import check_drop, classify_all, compare, table
+from binbot.convert.validation import Validation, check_drop, classify_all, compare, table
 from binbot.device import bundle as bundle_format
 from binbot.device.frames import COLOR_ORDER, RESIZE_POLICY
 from binbot.device.labels import read_labels, write_labels
@@ -44,6 +44,8 @@ class ConvertConfig:
     threads: int = 2
     force: bool = False
     trust_savedmodel: bool = False
+    float_layers: list[str] | None = None  # int8 only: exactly these layers in float, no search
+    mixed: bool = True  # int8 only: keep the fewest layers in float that bring the drop within max_drop
 
 
 def convert_checkpoint(config: ConvertConfig) -> dict:
@@ -59,6 +61,7 @@ def convert_checkpoint(config: ConvertConfig) -> dict:
     if config.calibration_samples < 1:
         raise BinbotError(f"--calibration-samples must be at least 1, got {config.calibration_samples}")
     int8 = config.mode == "int8"
+    _check_float_layer_options(config)
 
     checkpoint = load_for_conversion(config.checkpoint, config.trust_savedmodel)
     labels_path = config.labels or default_labels(config.checkpoint)
@@ -82,16 +85,25 @@ def convert_checkpoint(config: ConvertConfig) -> dict:
 
     print(f"converting {config.checkpoint} ({checkpoint.height}x{checkpoint.width}, {len(class_names)} classes) to {config.mode}")
     name = str(config.out / bundle_format.MODEL)
+
+    def validate(model: bytes) -> tuple[Validation, np.ndarray]:
+        probabilities = classify_all(Classifier(model, config.threads, name), eval_images)
+        return compare(evaluation.origin, evaluation.labels, keras_probabilities, probabilities), probabilities
+
+    int8_model = None
     with checkpoint.saved_model() as saved_model:
-        model = tflite.convert(saved_model, config.mode, calibration_images)
-    if int8:
-        tflite.check_int8(model, name)
+        if int8:
+            int8_model = mixed.convert_int8(saved_model, calibration_images, validate, config.max_drop, name,
+                                            config.float_layers, config.mixed)
+            model, validation, tflite_probabilities = int8_model.model, int8_model.validation, int8_model.probabilities
+        else:
+            model = tflite.convert(saved_model, config.mode)
+            validation, tflite_probabilities = validate(model)
 
     classifier = Classifier(model, config.threads, name)
-    tflite_probabilities = classify_all(classifier, eval_images)
-    validation = compare(evaluation.origin, evaluation.labels, keras_probabilities, tflite_probabilities)
-    print(table(validation, config.mode))
-    warning = check_drop(validation, config.max_drop, config.allow_drop)
+    kind = int8_model.kind if int8_model else config.mode
+    print(table(validation, kind))
+    warning = check_drop(validation, config.max_drop, config.allow_drop, int8_model.note if int8_model else "")
     if warning:
         print(warning)
 
@@ -103,7 +115,8 @@ def convert_checkpoint(config: ConvertConfig) -> dict:
             "height": checkpoint.height, "width": checkpoint.width, "channels": 3,
             "dtype": classifier.input.dtype.name, "color_order": COLOR_ORDER, "resize_policy": RESIZE_POLICY,
         },
-        "quantization": {"mode": config.mode, "input": classifier.input.as_json(), "output": classifier.output.as_json()},
+        "quantization": {"mode": config.mode, "input": classifier.input.as_json(), "output": classifier.output.as_json(),
+                         **(int8_model.as_json() if int8_model else {})},
         "source": _describe_checkpoint(checkpoint, labels_path),
         "calibration": {"data": calibration.origin, "images": len(calibration.paths)} if int8 else None,
         "validation": {**validation.as_json(), "max_drop_points": config.max_drop, "drop_allowed": warning is not None},
@@ -113,10 +126,19 @@ def convert_checkpoint(config: ConvertConfig) -> dict:
     }
     manifest = _write_bundle(config, model, class_names, eval_images[chosen], content)
     print(
-        f"wrote {config.out}/ (bundle {manifest['id']}, {config.mode}, model.tflite {_size(len(model))}) "
+        f"wrote {config.out}/ (bundle {manifest['id']}, {kind}, model.tflite {_size(len(model))}) "
         f"in {time.monotonic() - started:.0f} s; check it with: binbot bundle inspect {config.out}"
     )
     return manifest
+
+
+def _check_float_layer_options(config: ConvertConfig) -> None:
+    if config.mode != "int8" and (config.float_layers is not None or not config.mixed):
+        raise BinbotError(f"--float-layers and --no-mixed apply to --mode int8 only, not {config.mode}")
+    if config.float_layers is not None and not config.mixed:
+        raise BinbotError("--float-layers and --no-mixed contradict each other: pass one of them")
+    if config.float_layers is not None and (not config.float_layers or not all(config.float_layers)):
+        raise BinbotError(f"--float-layers: expected layer names separated by commas, got {','.join(config.float_layers)!r}")
 
 
 def _selftest(model: bytes, name: str, mode: str, inputs: np.ndarray, expected: np.ndarray, classes: list[str]) -> dict:

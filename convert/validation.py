@@ -46,14 +46,22 @@ def compare(data: str, labels: list[int], keras_probabilities: np.ndarray, tflit
     )
 
 
-def check_drop(validation: Validation, max_drop: float, allow_drop: bool) -> str | None:
-    """Refuse a conversion that lost more than max_drop points, unless allowed; returns a warning if allowed."""
-    if validation.drop_points <= max_drop + 1e-9:
+def within(validation: Validation, max_drop: float) -> bool:
+    """True when the conversion lost at most max_drop points."""
+    return validation.drop_points <= max_drop + 1e-9
+
+
+def check_drop(validation: Validation, max_drop: float, allow_drop: bool, note: str = "") -> str | None:
+    """Refuse a conversion that lost more than max_drop points, unless allowed; returns a warning if allowed.
+
+    note, if any, follows the figures: what else was tried.
+    """
+    if within(validation, max_drop):
         return None
     message = (
         f"the converted model's accuracy is {validation.drop_points:.2f} points below the checkpoint's "
         f"({validation.tflite_accuracy:.2%} vs {validation.keras_accuracy:.2%} on {validation.images} images), "
-        f"more than --max-drop {max_drop}"
+        f"more than --max-drop {max_drop}{note}"
     )
     if not allow_drop:
         raise BinbotError(f"{message}; no bundle written (try another --mode, more --calibration-samples, or --allow-drop)")

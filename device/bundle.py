@@ -13,6 +13,10 @@ Loading one checks, in this order, and refuses with a message naming the file: b
 format version and own checksum, that labels.txt matches it, every file's checksum (before the
 model reaches the interpreter), the model's input and outputs against bundle.json, and the
 self-test. A bundle that loads is ready to serve.
+
+An int8 bundle may keep a few layers in float ("mixed int8"); bundle.json's quantization.float_layers
+names them (bundles made before mixed int8 have no such field: none). Its input and output are
+uint8 all the same, so the device feeds and reads it as any int8 bundle.
 """
 
 from __future__ import annotations
@@ -104,6 +108,7 @@ class Bundle:
     output: TensorQuantization
     selftest_expected: np.ndarray
     selftest_tolerance: float
+    float_layers: tuple[str, ...] = ()  # the layers of an int8 model that run in float, by name
 
     @property
     def model_path(self) -> Path:
@@ -184,6 +189,7 @@ def read_bundle(path: str | Path) -> Bundle:
         output=_tensor(field, "quantization.output"),
         selftest_expected=expected,
         selftest_tolerance=field("selftest.tolerance", float),
+        float_layers=_float_layers(field),
     )
 
 
@@ -200,6 +206,8 @@ def load_bundle(path: str | Path, threads: int = 2, report: Callable[[str], None
     report(
         f"{MODEL} takes {bundle.height}x{bundle.width} {bundle.input.dtype.name} RGB and outputs "
         f"{classifier.n_classes} scores, as {MANIFEST} says"
+        + (f" (int8 but for {len(bundle.float_layers)} layer{'s' if len(bundle.float_layers) > 1 else ''} in float)"
+           if bundle.float_layers else "")
     )
     inputs = read_selftest_inputs(bundle)
     difference = run_selftest(classifier, inputs, bundle.selftest_expected, bundle.selftest_tolerance, bundle.path)
@@ -295,6 +303,16 @@ def _check_model(bundle: Bundle, classifier: Classifier) -> None:
     for name, actual, recorded in (("input", classifier.input, bundle.input), ("output", classifier.output, bundle.output)):
         if actual != recorded:
             raise BinbotError(f"{where}: its {name} tensor is {actual.as_json()} but {MANIFEST} says {recorded.as_json()}")
+
+
+def _float_layers(field: _FieldReader) -> tuple[str, ...]:
+    """The names in quantization.float_layers; none in a bundle made before mixed int8."""
+    if "float_layers" not in field("quantization", dict):
+        return ()
+    layers = field("quantization.float_layers", list)
+    if not all(isinstance(layer, dict) and isinstance(layer.get("name"), str) for layer in layers):
+        raise BinbotError(f"{field.path}: quantization.float_layers should be a list of {{\"name\": a layer name, ...}}")
+    return tuple(layer["name"] for layer in layers)
 
 
 def _tensor(field: _FieldReader, name: str) -> TensorQuantization:

@@ -56,8 +56,12 @@ def describe(manifest: dict, path: Path) -> str:
         f"  input        {shape['height']}x{shape['width']} {shape['color_order']}, resize {shape['resize_policy']}, "
         f"tensor {tensor(quant['input'])}",
         f"  output       {len(classes)} probabilities, tensor {tensor(quant['output'])}",
-        f"  mode         {quant['mode']}",
+        f"  mode         {quant['mode']}{_float_layers_why(quant, val)}",
     ]
+    for n, layer in enumerate(quant.get("float_layers") or []):
+        error = layer.get("rounding_error")
+        lines.append(f"  {'float layers' if n == 0 else '':<12} {layer['name']} ({layer.get('op', '?')}"
+                     f"{'' if error is None else f', rounding error {error:.2f} steps'})")
     for n, (name, file) in enumerate(manifest["files"].items()):
         label = "files" if n == 0 else ""
         lines.append(f"  {label:<12} {name:<13} {file['bytes']:>11,} bytes  sha256 {file['sha256']}")
@@ -78,3 +82,17 @@ def describe(manifest: dict, path: Path) -> str:
     )
     lines.append(f"  tools        {', '.join(f'{k} {v}' for k, v in tools.items())}")
     return "\n".join(lines)
+
+
+def _float_layers_why(quant: dict, validation: dict) -> str:
+    """How many layers of an int8 model run in float, and who chose them."""
+    layers = quant.get("float_layers") or []
+    if not layers:
+        return ""
+    count = f"{len(layers)} layer{'s' if len(layers) > 1 else ''} in float"
+    if quant.get("float_layers_chosen") == "automatic":
+        drop = quant.get("full_int8_drop_points")
+        return (f", {count} (chosen automatically: full int8 lost {'?' if drop is None else f'{drop:.2f}'} points, "
+                f"more than --max-drop {validation.get('max_drop_points', '?')}; "
+                f"kept the fewest layers with the largest rounding error that bring it within)")
+    return f", {count} (chosen by hand with --float-layers)"
