@@ -11,6 +11,8 @@ import pytest
 
 from helpers import DaemonProcess
 
+pytest_plugins = ("sshd",)  # the `sshd` fixture: a real OpenSSH server on loopback
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

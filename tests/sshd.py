@@ -3,7 +3,7 @@
 The `sshd` fixture (and running_sshd(), for a benchmark) starts /usr/sbin/sshd on a free port of
 127.0.0.1, accepting a generated key for root, and writes an ssh config with host aliases: pi1 and pi2 (that sshd), flaky (through a relay that
 cuts a connection once the client has sent DROP_AFTER_BYTES, as a lost Wi-Fi link would) and down
-(a port nothing listens on). Import it into a test module with `from sshd import sshd`.
+(a port nothing listens on). conftest.py makes the fixture available to every test module.
 """
 
 import shutil

@@ -20,7 +20,6 @@ from binbot.cli import main
 from binbot.deploy import collect as collect_steps
 from binbot.deploy.remote import HostSpec, Remote, RemoteError, SshSettings
 from binbot.device.kept import KeptFrame, new_id, sidecar
-from sshd import sshd  # noqa: F401 - the fixture
 
 START = datetime(2026, 11, 30, 14, 42, tzinfo=timezone.utc)
 

@@ -27,7 +27,6 @@ from binbot.deploy.hosts import read_hosts_file
 from binbot.deploy.settings import Settings
 from binbot.deploy.remote import SCRIPTS, HostSpec, Remote, RemoteError, SshSettings, parse_host, remote_script
 from helpers import wait_for
-from sshd import sshd  # noqa: F401 - the fixture
 
 
 class Pi:

@@ -14,14 +14,13 @@ from pathlib import Path
 from binbot.cli import main
 from binbot.device.kept import DISCARDED, UNLABELLED, kept_ids, read_sidecar
 from helpers import TIMEOUT, wait_for
-from sshd import sshd  # noqa: F401 - the fixture
 from test_label import Client
 
 KEPT_AN_HOUR = 12  # of the 36 replayed images: the hourly limit stops the rest
 
 
 def test_frames_kept_on_the_pi_are_collected_once_labelled_and_trained_on(
-        start_daemon, small_cnn_bundles, image_folder, tiny_run, sshd, tmp_path, capsys):  # noqa: F811
+        start_daemon, small_cnn_bundles, image_folder, tiny_run, sshd, tmp_path, capsys):
     pi, field = tmp_path / "pi", tmp_path / "field"
     config = tmp_path / "binbot.toml"
     config.write_text(f'bundle = "{small_cnn_bundles["int8"]}"\nsource = "replay:{image_folder}"\nloop = false\n'

@@ -12,25 +12,10 @@ from binbot.convert import mixed, tflite
 from binbot.convert.checkpoint import load_for_conversion
 from binbot.device.bundle import MANIFEST, MODEL, load_bundle, manifest_checksum, read_bundle
 from binbot.errors import BinbotError
-from binbot.device.frames import load_model_input
 from binbot.train.model import load_checkpoint
-from conftest import TINY_SIZE
+from test_convert import convert, leftovers, split_images
 
 DEAD = 0  # the depthwise channel that never passes its ReLU6
-
-
-def convert(*args) -> int:
-    return main(["convert", *map(str, args)])
-
-
-def leftovers(parent):
-    return [p.name for p in parent.iterdir() if ".partial-" in p.name or ".old-" in p.name]
-
-
-def split_images(run, part):
-    split = json.loads((run / "split.json").read_text())
-    frames = np.stack([load_model_input(e["path"], TINY_SIZE, TINY_SIZE) for e in split[part]])
-    return frames, np.array([e["label"] for e in split[part]])
 
 
 @pytest.fixture(scope="module")

@@ -389,3 +389,126 @@ def test_folders_of_the_same_name_are_told_apart_by_their_parents(tmp_path):
     assert data_names([tmp_path / "a" / "field", tmp_path / "b" / "field", tmp_path / "photos"]) == [
         "a/field", "b/field", "photos"]
     assert data_names([tmp_path / "photos"]) == ["photos"]
+
+
+def train_args(*options):
+    """`binbot train` options as the command line parses them."""
+    from binbot.cli import build_parser
+
+    return build_parser().parse_args(["train", "--data", "photos", "--out", "run", *options])
+
+
+def resolved_config(*options):
+    """The config.json a `binbot train` with these options would write, without training."""
+    from binbot.train.cli import train_settings
+    from binbot.train.trainer import TrainConfig
+
+    return TrainConfig(**train_settings(train_args(*options))).as_json()
+
+
+def test_the_seed_recipe_is_the_default_and_the_trainers_defaults():
+    from binbot.train.recipes import RECIPES
+    from binbot.train.trainer import TrainConfig
+
+    config = resolved_config()
+    assert config["recipe"] == "seed"
+    assert {key: config[key] for key in RECIPES["seed"]} == RECIPES["seed"]
+    assert config["fine_tune_epochs"] == 0 and config["class_weight"] == "none"
+    assert TrainConfig(data="photos", out="run").as_json() == config
+
+
+def test_the_finetune_recipe_sets_the_fine_tuning_values_and_a_flag_given_replaces_one():
+    finetune = resolved_config("--recipe", "finetune")
+    seed = resolved_config()
+    assert finetune["recipe"] == "finetune"
+    assert {key: finetune[key] for key in ("epochs", "fine_tune_epochs", "fine_tune_at", "fine_tune_learning_rate",
+                                           "fine_tune_schedule")} == {
+        "epochs": 10, "fine_tune_epochs": 10, "fine_tune_at": 0, "fine_tune_learning_rate": 1e-4,
+        "fine_tune_schedule": "cosine"}
+    assert {key for key in seed if seed[key] != finetune[key]} == {
+        "recipe", "fine_tune_epochs", "fine_tune_at", "fine_tune_learning_rate", "fine_tune_schedule"}
+
+    # A flag given wins, even when its value is the seed recipe's (so "given" cannot mean "not the default").
+    overridden = resolved_config("--recipe", "finetune", "--fine-tune-at", "100", "--epochs", "3",
+                                 "--class-weight", "balanced")
+    assert overridden == {**finetune, "fine_tune_at": 100, "epochs": 3, "class_weight": "balanced"}
+
+
+def test_help_shows_each_recipes_values(capsys):
+    from binbot.train.recipes import RECIPES
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert f"(default: seed {RECIPES['seed']['fine_tune_at']}, finetune {RECIPES['finetune']['fine_tune_at']})" in text
+    assert "--fine-tune-schedule {constant,cosine} keep" in text and "(default: seed constant, finetune cosine)" in text
+    assert f"(default: {RECIPES['seed']['batch_size']} in every recipe)" in text
+    assert "'finetune': the seed recipe with --fine-tune-epochs 10 --fine-tune-at 0" in text
+
+
+def test_balanced_class_weights_are_n_over_k_times_each_count():
+    from binbot.train.folder import Example
+    from binbot.train.trainer import balanced_class_weights
+
+    # 6 of class 0, 2 of class 2, none of class 1 (a class the checkpoint knows but no folder has).
+    examples = [Example(f"a{i}.jpg", 0) for i in range(6)] + [Example(f"c{i}.jpg", 2) for i in range(2)]
+    weights = balanced_class_weights(examples)
+    assert weights == {0: 8 / (2 * 6), 2: 8 / (2 * 2)}
+    assert sum(weights[label] * n for label, n in ((0, 6), (2, 2))) == pytest.approx(len(examples))
+
+
+def test_balanced_class_weights_make_each_class_count_the_same_in_the_training_loss():
+    import keras
+    import tensorflow as tf
+
+    from binbot.train.trainer import _fit
+
+    # Inputs one-hot by class; a fixed model gives class c's images the loss l_c. At learning rate 0
+    # nothing changes, so the training loss is the weighted mean of the l_c over the images.
+    counts = [6, 6, 2]
+    labels = np.repeat(np.arange(3), counts)
+    images = np.eye(3, dtype="float32")[labels]
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", use_bias=False)(inputs))
+    model.layers[-1].set_weights([np.diag([0.0, 1.0, 2.0]).astype("float32")])
+    loss_of_class = -np.log(np.exp([0.0, 1.0, 2.0]) / (np.exp([0.0, 1.0, 2.0]) + 2))
+    n, k = len(labels), len(counts)
+    weights = {c: n / (k * counts[c]) for c in range(k)}
+
+    history = {}
+    _fit(model, dataset, dataset, 0.0, 0, 1, history, weights)
+
+    assert history["loss"][0] == pytest.approx(loss_of_class.mean(), rel=1e-5)  # every class weighs the same
+    assert history["val_loss"][0] == pytest.approx(np.dot(counts, loss_of_class) / n, rel=1e-5)  # validation is not weighted
+
+
+def test_balanced_class_weights_come_from_the_training_split_and_are_recorded(image_folder, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(image_folder, data)
+    for extra in sorted((data / "paper").iterdir())[5:]:  # 12, 12 and 5 photos
+        extra.unlink()
+    out = tmp_path / "run"
+
+    assert main(["train", "--recipe", "finetune", "--data", str(data), "--out", str(out), *TINY, "--epochs", "1",
+                 "--fine-tune-epochs", "1", "--class-weight", "balanced"]) == 0
+
+    split = json.loads((out / "split.json").read_text())
+    train_counts = np.bincount([e["label"] for e in split["train"]], minlength=3)
+    n, k = train_counts.sum(), 3
+    expected = {name: n / (k * count) for name, count in zip(split["class_names"], train_counts)}
+    all_counts = train_counts + np.bincount([e["label"] for e in split["validation"]], minlength=3)
+    assert expected["paper"] != pytest.approx(all_counts.sum() / (k * all_counts[2]), abs=0.01)  # the split matters here
+    assert json.loads((out / "metrics.json").read_text())["class_weights"] == pytest.approx(expected)
+    shown = ", ".join(f"{name} {weight:.2f}" for name, weight in expected.items())
+    assert f"class weights (balanced): {shown}\n" in capsys.readouterr().out
+
+    config = json.loads((out / "config.json").read_text())
+    assert {key: config[key] for key in ("recipe", "class_weight", "epochs", "fine_tune_epochs", "fine_tune_at",
+                                         "fine_tune_learning_rate", "fine_tune_schedule", "image_size")} == {
+        "recipe": "finetune", "class_weight": "balanced", "epochs": 1, "fine_tune_epochs": 1, "fine_tune_at": 0,
+        "fine_tune_learning_rate": 1e-4, "fine_tune_schedule": "cosine", "image_size": TINY_SIZE}
+    report = (out / "report.md").read_text()
+    assert "the `finetune` recipe (and, over it, `--image-size 32 --batch-size 8 --epochs 1 --fine-tune-epochs 1 " \
+           "--class-weight balanced`)" in report
+    assert f"Classes weighted for balance (n / (classes x count), on the training images): {shown}." in report
