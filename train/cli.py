@@ -7,8 +7,12 @@ from pathlib import Path
 
 from binbot import quiet
 from binbot.helpformat import DefaultsFormatter
+from binbot.train import recipes
 
-DEFAULTS_NOTE = "Defaults are the seed recipe: frozen ImageNet base, Adam, batch 32, 10 epochs, with augmentation."
+RECIPES_NOTE = (
+    "A recipe gives every hyper-parameter a value (--recipe; each option below shows its default in each recipe), "
+    "and any option given replaces the recipe's value; config.json in the run records the recipe and every value used."
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -16,7 +20,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "train",
         help="train a classifier on a folder of photos (workstation)",
         description="Train MobileNetV2 + a dense head on DATA/<class>/<image> and write a run directory "
-        "(model.keras, labels.txt, metrics.json, training.png, confusion.png, report.md). " + DEFAULTS_NOTE
+        "(model.keras, labels.txt, metrics.json, training.png, confusion.png, report.md, config.json). " + RECIPES_NOTE
         + " To retrain on frames from the field, give --data more than once (say --data photos --data field "
         "--init runs/current/model.keras): each folder is split on its own and its validation accuracy "
         "reported apart.",
@@ -26,32 +30,40 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="folder with one sub-folder of images per class; repeat it to train on several "
                        "(a class may be missing from some; a field folder's unlabelled/ and discarded/ are not classes)")
     train.add_argument("--out", type=Path, required=True, help="run directory to create")
+    train.add_argument("--recipe", choices=list(recipes.RECIPES), default=recipes.DEFAULT_RECIPE,
+                       help="; ".join(map(recipes.summary, recipes.RECIPES)))
     train.add_argument("--val-data", type=Path, help="separate validation folder (instead of --val-split; "
                        "with one --data only)")
-    train.add_argument("--val-split", type=float, default=0.2, help="share of each class held out for validation")
+    train.add_argument("--val-split", type=float, default=recipes.SHARED["val_split"],
+                       help="share of each class held out for validation")
     train.add_argument(
-        "--weights", default="imagenet", metavar="imagenet|none|PATH",
+        "--weights", default=recipes.SHARED["weights"], metavar="imagenet|none|PATH",
         help="base weights: 'imagenet' (Keras downloads them), 'none' (train everything from scratch), "
         "or a local MobileNetV2 no-top .h5 file",
     )
     train.add_argument("--init", type=Path, metavar="CHECKPOINT",
                        help="continue from a BinBot model.keras (its labels.txt must sit beside it)")
-    train.add_argument("--image-size", type=int, default=224, help="square input size in pixels")
-    train.add_argument("--batch-size", type=int, default=32, help="images per training step")
-    train.add_argument("--epochs", type=int, default=10, help="epochs with the base frozen")
-    train.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate for those epochs")
-    train.add_argument("--augment", choices=["standard", "strong"], default="standard",
-                       help="training-time image changes: 'standard' (mirror, small turns, zoom, light) or 'strong' "
-                       "(flips both ways, any angle, more zoom and shift: items seen from above)")
-    train.add_argument("--fine-tune-epochs", type=int, default=0,
-                       help="then this many epochs with the top of the base unfrozen (0: no fine-tuning)")
-    train.add_argument("--fine-tune-at", type=int, default=100,
-                       help="first base layer to unfreeze when fine-tuning (MobileNetV2 has 154)")
-    train.add_argument("--fine-tune-learning-rate", type=float, default=1e-5,
-                       help="Adam learning rate while fine-tuning (at its start, with the cosine schedule)")
-    train.add_argument("--fine-tune-schedule", choices=["constant", "cosine"], default="constant",
-                       help="keep the fine-tuning learning rate, or let it decay along a cosine to 0")
-    train.add_argument("--seed", type=int, default=1337, help="seed for the split, shuffling and augmentation")
+
+    _recipe_option(train, "--image-size", "square input size in pixels", type=int)
+    _recipe_option(train, "--batch-size", "images per training step", type=int)
+    _recipe_option(train, "--epochs", "epochs with the base frozen", type=int)
+    _recipe_option(train, "--learning-rate", "Adam learning rate for those epochs", type=float)
+    _recipe_option(train, "--augment", "training-time image changes: 'standard' (mirror, small turns, zoom, light) "
+                   "or 'strong' (flips both ways, any angle, more zoom and shift: items seen from above)",
+                   choices=["standard", "strong"])
+    _recipe_option(train, "--fine-tune-epochs", "then this many epochs with the base unfrozen from --fine-tune-at on "
+                   "(0: no fine-tuning)", type=int)
+    _recipe_option(train, "--fine-tune-at", "first base layer to unfreeze when fine-tuning (MobileNetV2 has 154)",
+                   type=int)
+    _recipe_option(train, "--fine-tune-learning-rate", "Adam learning rate while fine-tuning (at its start, with the "
+                   "cosine schedule)", type=float)
+    _recipe_option(train, "--fine-tune-schedule", "keep the fine-tuning learning rate, or let it decay along a cosine "
+                   "to 0", choices=["constant", "cosine"])
+    _recipe_option(train, "--class-weight", "'balanced' weighs each class in the loss by n / (classes x its count), "
+                   "counted on the training images, so a class with few photos counts as much as the others; "
+                   "'none' weighs every image the same", choices=list(recipes.CLASS_WEIGHTS))
+    train.add_argument("--seed", type=int, default=recipes.SHARED["seed"],
+                       help="seed for the split, shuffling and augmentation")
     train.add_argument("--force", action="store_true", help="replace an existing --out")
     train.set_defaults(handler=_train)
 
@@ -72,19 +84,28 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.set_defaults(handler=_evaluate)
 
 
+def _recipe_option(parser: argparse.ArgumentParser, flag: str, text: str, **options) -> None:
+    """An option a recipe sets. It has no argparse default, so an option given can be told from one left out."""
+    key = flag.removeprefix("--").replace("-", "_")
+    parser.add_argument(flag, default=None, help=f"{text} {recipes.defaults_text(key)}", **options)
+
+
+def train_settings(args: argparse.Namespace) -> dict:
+    """TrainConfig's arguments: the recipe's values, replaced by the options given."""
+    given = {key: getattr(args, key) for key in recipes.RECIPES[args.recipe]}
+    return {
+        **recipes.resolve(args.recipe, given),
+        "data": args.data, "out": args.out, "val_data": args.val_data, "val_split": args.val_split,
+        "weights": None if args.weights.lower() == "none" else args.weights, "init": args.init,
+        "seed": args.seed, "force": args.force,
+    }
+
+
 def _train(args: argparse.Namespace) -> int:
     quiet.import_tensorflow()
     from binbot.train.trainer import TrainConfig, train
 
-    weights = None if args.weights.lower() == "none" else args.weights
-    config = TrainConfig(
-        data=args.data, out=args.out, val_data=args.val_data, val_split=args.val_split, weights=weights,
-        init=args.init, image_size=args.image_size, batch_size=args.batch_size, epochs=args.epochs,
-        learning_rate=args.learning_rate, augment=args.augment, fine_tune_epochs=args.fine_tune_epochs, fine_tune_at=args.fine_tune_at,
-        fine_tune_learning_rate=args.fine_tune_learning_rate, fine_tune_schedule=args.fine_tune_schedule,
-        seed=args.seed, force=args.force,
-    )
-    train(config)
+    train(TrainConfig(**train_settings(args)))
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from binbot.train import recipes
 from binbot.train.scores import format_table
 
 SKIPPED_SHOWN = 20
@@ -21,7 +22,8 @@ def training_report(config: dict, metrics: dict) -> str:
     return "\n".join([
         "# BinBot training run",
         "",
-        f"Made {_now()} from {data}, starting from {start}: {phases}.",
+        f"Made {_now()} from {data} with {_recipe_text(config)}, starting from {start}: {phases}.",
+        *_class_weights_text(metrics.get("class_weights")),
         "",
         f"**Validation accuracy: {metrics['accuracy']:.2%}** on {images['validation']} images "
         f"(macro F1 {metrics['macro_f1']:.3f}); trained on {images['train']} images in "
@@ -68,6 +70,19 @@ def accuracy_text(figures: dict) -> str:
     if figures["accuracy"] is None:
         return "no validation images (too few to hold any out)"
     return f"accuracy {figures['accuracy']:.4f} on {figures['evaluated']} images (macro F1 {figures['macro_f1']:.3f})"
+
+
+def _recipe_text(config: dict) -> str:
+    """'the `finetune` recipe', and the options given on top of it."""
+    changed = recipes.changed(config)
+    return f"the `{config['recipe']}` recipe" + (f" (and, over it, `{recipes.as_flags(changed)}`)" if changed else "")
+
+
+def _class_weights_text(weights: dict | None) -> list[str]:
+    if not weights:
+        return []
+    shown = ", ".join(f"{name} {weight:.2f}" for name, weight in weights.items())
+    return ["", f"Classes weighted for balance (n / (classes x count), on the training images): {shown}."]
 
 
 def _by_data_table(by_data: dict) -> list[str]:

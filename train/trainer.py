@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import sys
@@ -17,6 +18,7 @@ from binbot.device.labels import read_labels, write_labels
 from binbot.errors import BinbotError
 from binbot.files import build_directory, check_can_write, check_out_apart, write_json
 from binbot.train import folder, plots, report
+from binbot.train.recipes import CLASS_WEIGHTS, DEFAULT_RECIPE, SEED, SHARED, values_of
 from binbot.train.scores import classification_metrics, format_table
 from binbot.train.model import build_model, freeze_base, load_checkpoint, unfreeze_top
 from binbot.train.pipeline import make_dataset
@@ -24,28 +26,36 @@ from binbot.train.pipeline import make_dataset
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a run; saved as config.json beside the checkpoint."""
+    """Everything that decides a run; saved as config.json beside the checkpoint.
+
+    The defaults are the seed recipe's; recipes.resolve() gives another recipe's values.
+    """
 
     data: list[Path] | Path  # one --data folder or several; always a list once made
     out: Path
+    recipe: str = DEFAULT_RECIPE  # the name only: the values below are what the run uses
     val_data: Path | None = None
-    val_split: float = 0.2
-    weights: str | None = "imagenet"
+    val_split: float = SHARED["val_split"]
+    weights: str | None = SHARED["weights"]
     init: Path | None = None
-    image_size: int = 224
-    batch_size: int = 32
-    epochs: int = 10
-    learning_rate: float = 1e-3
-    augment: str = "standard"
-    fine_tune_epochs: int = 0
-    fine_tune_at: int = 100
-    fine_tune_learning_rate: float = 1e-5
-    fine_tune_schedule: str = "constant"
-    seed: int = 1337
+    image_size: int = SEED["image_size"]
+    batch_size: int = SEED["batch_size"]
+    epochs: int = SEED["epochs"]
+    learning_rate: float = SEED["learning_rate"]
+    augment: str = SEED["augment"]
+    fine_tune_epochs: int = SEED["fine_tune_epochs"]
+    fine_tune_at: int = SEED["fine_tune_at"]
+    fine_tune_learning_rate: float = SEED["fine_tune_learning_rate"]
+    fine_tune_schedule: str = SEED["fine_tune_schedule"]
+    class_weight: str = SEED["class_weight"]
+    seed: int = SHARED["seed"]
     force: bool = False
 
     def __post_init__(self) -> None:
         self.data = [Path(self.data)] if isinstance(self.data, (str, Path)) else [Path(p) for p in self.data]
+        values_of(self.recipe)  # refuses an unknown recipe name now, not after training
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise BinbotError(f"--class-weight must be one of {', '.join(CLASS_WEIGHTS)}, got {self.class_weight!r}")
 
     def as_json(self) -> dict:
         def plain(value):
@@ -125,6 +135,10 @@ def train(config: TrainConfig) -> dict:
     if len(parts) > 1:
         print("  " + "; ".join(f"{p.name}: {len(p.train)} training, {len(p.val)} validation" for p in parts))
 
+    class_weight = balanced_class_weights(train_examples) if config.class_weight == "balanced" else None
+    if class_weight:
+        print("class weights (balanced): " + ", ".join(f"{class_names[c]} {w:.2f}" for c, w in class_weight.items()))
+
     model = _starting_model(config, len(class_names))
     train_ds = make_dataset(train_examples, config.image_size, config.batch_size, training=True,
                             augment=config.augment, seed=config.seed)
@@ -134,7 +148,7 @@ def train(config: TrainConfig) -> dict:
     fit_started = time.monotonic()
     if config.epochs:
         print(f"phase 1: {config.epochs} epoch(s) at learning rate {config.learning_rate}")
-        _fit(model, train_ds, val_ds, config.learning_rate, 0, config.epochs, history)
+        _fit(model, train_ds, val_ds, config.learning_rate, 0, config.epochs, history, class_weight)
     if config.fine_tune_epochs:
         n_trainable = unfreeze_top(model, config.fine_tune_at)
         print(
@@ -143,7 +157,8 @@ def train(config: TrainConfig) -> dict:
             + (", decaying along a cosine to 0" if config.fine_tune_schedule == "cosine" else "")
         )
         learning_rate = _fine_tune_learning_rate(config, len(train_examples))
-        _fit(model, train_ds, val_ds, learning_rate, config.epochs, config.epochs + config.fine_tune_epochs, history)
+        _fit(model, train_ds, val_ds, learning_rate, config.epochs, config.epochs + config.fine_tune_epochs, history,
+             class_weight)
     fit_seconds = time.monotonic() - fit_started
 
     predicted = _predict(model, val_ds)
@@ -154,6 +169,8 @@ def train(config: TrainConfig) -> dict:
         training_seconds=round(fit_seconds, 1),
         total_seconds=round(time.monotonic() - started, 1),
     )
+    if class_weight:
+        metrics["class_weights"] = {class_names[c]: w for c, w in class_weight.items()}
     if len(parts) > 1:
         metrics["by_data"] = _by_data(parts, predicted, class_names)
     split = {"class_names": class_names, "train": _listing(train_examples), "validation": _listing(val_examples)}
@@ -164,6 +181,17 @@ def train(config: TrainConfig) -> dict:
         print(f"  {name}: {report.accuracy_text(part)}")
     print(f"wrote {config.out}/: model.keras, labels.txt, metrics.json, history.json, training.png, confusion.png, report.md")
     return metrics
+
+
+def balanced_class_weights(train_examples: list[folder.Example]) -> dict[int, float]:
+    """n / (k * count) for each class label among the training images (k: how many classes they hold).
+
+    Each class then weighs as much in the loss as any other, and an image weighs 1 on average, so the
+    learning rates keep their meaning. A class without training images gets no weight: it never occurs.
+    """
+    counts = collections.Counter(e.label for e in train_examples)
+    n, k = len(train_examples), len(counts)
+    return {label: n / (k * counts[label]) for label in sorted(counts)}
 
 
 def _starting_model(config: TrainConfig, n_classes: int) -> keras.Model:
@@ -191,7 +219,8 @@ def _fine_tune_learning_rate(config: TrainConfig, n_train: int) -> float | keras
     raise BinbotError(f"--fine-tune-schedule must be constant or cosine, got {config.fine_tune_schedule!r}")
 
 
-def _fit(model, train_ds, val_ds, learning_rate, first_epoch: int, last_epoch: int, history: dict) -> None:
+def _fit(model, train_ds, val_ds, learning_rate, first_epoch: int, last_epoch: int, history: dict,
+         class_weight: dict[int, float] | None = None) -> None:
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="sparse_categorical_crossentropy",
@@ -202,6 +231,7 @@ def _fit(model, train_ds, val_ds, learning_rate, first_epoch: int, last_epoch: i
         validation_data=val_ds,
         initial_epoch=first_epoch,
         epochs=last_epoch,
+        class_weight=class_weight,
         shuffle=False,  # the dataset shuffles itself
         verbose=1 if sys.stdout.isatty() else 2,
     )
