@@ -374,7 +374,7 @@ class KeepOutput(Output):
             return True
         try:
             try:
-                self.folder.mkdir(mode=0o750, parents=True, exist_ok=True)
+                self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # frames of a home or shop: private
             except FileExistsError:  # a file of that name
                 raise NotADirectoryError(errno.ENOTDIR, "it exists and is not a folder") from None
             names = os.listdir(self.folder)
@@ -457,7 +457,6 @@ def write_whole(path: Path, data: bytes) -> None:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())  # a Pi loses power without warning: never a renamed but empty file
-        os.chmod(scratch, 0o640)
         os.replace(scratch, path)
     except BaseException:
         Path(scratch).unlink(missing_ok=True)

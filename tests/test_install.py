@@ -267,6 +267,7 @@ def test_the_installed_service_runs_sandboxed_under_a_real_systemd(installed, sm
         machine.run("cp", "-r", "/bundle", f"/var/lib/binbot/bundles/{bundle.id}")
         machine.run("ln", "-s", bundle.id, "/var/lib/binbot/bundles/current")
         machine.run("sed", "-i", 's/^source = "picamera2"/source = ""\\nfps = 10.0/', "/etc/binbot/binbot.toml")
+        machine.run("tee", "-a", "/etc/binbot/binbot.toml", input="\n[keep]\nsample = 1.0\nper_hour = 3\n")
         machine.run("mkdir", "-p", "/etc/systemd/system/binbot.service.d")
         machine.run("tee", "/etc/systemd/system/binbot.service.d/watchdog.conf", input="[Service]\nWatchdogSec=3s\n")
         machine.run("systemctl", "daemon-reload")
@@ -290,6 +291,14 @@ def test_the_installed_service_runs_sandboxed_under_a_real_systemd(installed, sm
         touch = machine.run("nsenter", f"--target={pid}", "--mount", "touch", "/opt/binbot/venv/x", check=False)
         assert "Read-only file system" in touch.stderr
         assert machine.run("nsenter", f"--target={pid}", "--mount", "ls", "-A", "/root").stdout == ""
+
+        # Kept frames go where the sandbox lets the service write: /var/lib/binbot/kept, its own.
+        def kept() -> list[str]:
+            return machine.run("ls", "/var/lib/binbot/kept", check=False).stdout.split()
+
+        machine.wait_until(lambda: sum(name.endswith(".json") for name in kept()) == 3, "3 kept frames", "binbot")
+        assert machine.run("stat", "-c", "%U %a", "/var/lib/binbot/kept", *[f"/var/lib/binbot/kept/{name}" for name in kept()]
+                           ).stdout.split() == ["binbot", "700"] + ["binbot", "600"] * len(kept())
 
         def watchdog_petted() -> str:
             return machine.show("binbot", "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"]
