@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=0.5, help="[keep] interval: seconds over which unsure "
                         "frames are coalesced (the camera replay shows a new item every frame)")
     parser.add_argument("--sample", type=float, default=0.1, help="[keep] sample: the share of frames kept at random")
-    parser.add_argument("--train-args", default="--recipe finetune --epochs 2 --fine-tune-epochs 4",
+    parser.add_argument("--train-args", default="--recipe finetune --epochs 2 --fine-tune-epochs 4 --class-weight none",
                         help="what else the retraining gets")
     parser.add_argument("--control", action="store_true",
                         help="also retrain the same way on the photos alone, to tell what the field frames gave "

@@ -422,16 +422,16 @@ def test_the_finetune_recipe_sets_the_fine_tuning_values_and_a_flag_given_replac
     seed = resolved_config()
     assert finetune["recipe"] == "finetune"
     assert {key: finetune[key] for key in ("epochs", "fine_tune_epochs", "fine_tune_at", "fine_tune_learning_rate",
-                                           "fine_tune_schedule")} == {
+                                           "fine_tune_schedule", "class_weight")} == {
         "epochs": 10, "fine_tune_epochs": 10, "fine_tune_at": 0, "fine_tune_learning_rate": 1e-4,
-        "fine_tune_schedule": "cosine"}
+        "fine_tune_schedule": "cosine", "class_weight": "balanced"}
     assert {key for key in seed if seed[key] != finetune[key]} == {
-        "recipe", "fine_tune_epochs", "fine_tune_at", "fine_tune_learning_rate", "fine_tune_schedule"}
+        "recipe", "fine_tune_epochs", "fine_tune_at", "fine_tune_learning_rate", "fine_tune_schedule", "class_weight"}
 
     # A flag given wins, even when its value is the seed recipe's (so "given" cannot mean "not the default").
     overridden = resolved_config("--recipe", "finetune", "--fine-tune-at", "100", "--epochs", "3",
-                                 "--class-weight", "balanced")
-    assert overridden == {**finetune, "fine_tune_at": 100, "epochs": 3, "class_weight": "balanced"}
+                                 "--class-weight", "none")
+    assert overridden == {**finetune, "fine_tune_at": 100, "epochs": 3, "class_weight": "none"}
 
 
 def test_help_shows_each_recipes_values(capsys):
@@ -491,7 +491,7 @@ def test_balanced_class_weights_come_from_the_training_split_and_are_recorded(im
     out = tmp_path / "run"
 
     assert main(["train", "--recipe", "finetune", "--data", str(data), "--out", str(out), *TINY, "--epochs", "1",
-                 "--fine-tune-epochs", "1", "--class-weight", "balanced"]) == 0
+                 "--fine-tune-epochs", "1"]) == 0  # finetune weighs the classes for balance itself
 
     split = json.loads((out / "split.json").read_text())
     train_counts = np.bincount([e["label"] for e in split["train"]], minlength=3)
@@ -509,6 +509,6 @@ def test_balanced_class_weights_come_from_the_training_split_and_are_recorded(im
         "recipe": "finetune", "class_weight": "balanced", "epochs": 1, "fine_tune_epochs": 1, "fine_tune_at": 0,
         "fine_tune_learning_rate": 1e-4, "fine_tune_schedule": "cosine", "image_size": TINY_SIZE}
     report = (out / "report.md").read_text()
-    assert "the `finetune` recipe (and, over it, `--image-size 32 --batch-size 8 --epochs 1 --fine-tune-epochs 1 " \
-           "--class-weight balanced`)" in report
+    assert "the `finetune` recipe (and, over it, `--image-size 32 --batch-size 8 --epochs 1 --fine-tune-epochs 1`)" \
+        in report
     assert f"Classes weighted for balance (n / (classes x count), on the training images): {shown}." in report
