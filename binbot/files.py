@@ -12,6 +12,8 @@ from pathlib import Path
 
 from binbot.errors import BinbotError
 
+PARTIAL = ".partial"  # the suffix of a file write_atomic is writing; one a crash left can be removed
+
 
 def check_can_write(out: Path, force: bool) -> None:
     """Fail early, before long work, if out exists and may not be replaced, or cannot be written."""
@@ -80,17 +82,24 @@ def write_text(path: Path, text: str) -> None:
     """Write text through a temporary file beside path, so path is never half-written."""
     path = Path(path)
     try:
-        handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        write_atomic(path, text.encode())
     except OSError as error:
-        raise BinbotError(f"{path}: cannot write there ({error.strerror or error})") from None
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.chmod(scratch, 0o644)  # mkstemp makes it private; the result is an ordinary file
-        os.replace(scratch, path)
-    except OSError as error:
-        Path(scratch).unlink(missing_ok=True)
+        if not path.parent.is_dir() or not os.access(path.parent, os.W_OK | os.X_OK):
+            raise BinbotError(f"{path}: cannot write there ({error.strerror or error})") from None
         raise BinbotError(f"{path}: cannot write it ({error.strerror or error}); it was left as it was") from None
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write data to a temporary file beside path, flush it to the disk and rename it over path, so path
+    is whole or as it was, even after a power cut; OSError if that fails (the temporary file removed)."""
+    handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(scratch, mode)  # mkstemp makes it 0600
+        os.replace(scratch, path)
     except BaseException:
         Path(scratch).unlink(missing_ok=True)
         raise

@@ -25,7 +25,6 @@ import json
 import math
 import os
 import random
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
@@ -42,12 +41,12 @@ from binbot.device.kept import REASONS, KeptFrame, is_id, kept_ids, id_time, new
 from binbot.device.metrics import Metrics
 from binbot.device.outputs import Handoff, Output
 from binbot.errors import BinbotError
+from binbot.files import PARTIAL, write_atomic  # a file ending in PARTIAL that a crash left is removed at start
 
 DEFAULT_DIR = "/var/lib/binbot/kept"  # under the unit's StateDirectory: the only place the service may write
 QUEUE = 8  # frames waiting for the keeper's thread before the oldest is dropped (and counted)
 RETRY = 5.0  # seconds keeping pauses after a failed write, before it tries again
 LOG_EVERY = 60.0  # seconds between log lines about a failure that goes on
-PARTIAL = ".partial"  # suffix of a file being written; any left by a crash are removed at start
 LIMITS = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
 SKIPS = ("hour", "day", "failing")  # why a frame chosen for keeping was not kept
 
@@ -348,9 +347,10 @@ class KeepOutput(Output):
             jpeg_sha256=hashlib.sha256(data).hexdigest(), jpeg_size=len(data), origin=result.get("origin") or "")
         jpeg_path = self.folder / f"{frame_id}.jpg"
         try:
-            write_whole(jpeg_path, data)
+            write_atomic(jpeg_path, data, mode=0o600)  # frames of a home or shop: private
             try:
-                write_whole(self.folder / f"{frame_id}.json", (json.dumps(sidecar(record), indent=1) + "\n").encode())
+                text = json.dumps(sidecar(record), indent=1) + "\n"
+                write_atomic(self.folder / f"{frame_id}.json", text.encode(), mode=0o600)
             except OSError:
                 jpeg_path.unlink(missing_ok=True)  # a JPEG without its sidecar is not a kept frame
                 raise
@@ -447,17 +447,3 @@ class KeepOutput(Output):
             self._log(f"keep: {message}{hint}; classifying goes on, keeping pauses {self._retry:g} s and retries")
             self._logged_at = now
         self.error = message
-
-
-def write_whole(path: Path, data: bytes) -> None:
-    """Write data to path through a temporary file beside it, so path appears complete or not at all."""
-    handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())  # a Pi loses power without warning: never a renamed but empty file
-        os.replace(scratch, path)
-    except BaseException:
-        Path(scratch).unlink(missing_ok=True)
-        raise
