@@ -19,7 +19,6 @@ deleted on the Pi.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 import tarfile
@@ -31,7 +30,7 @@ from typing import BinaryIO
 
 from binbot.deploy.remote import Remote, RemoteError, remote_script
 from binbot.deploy.settings import Settings
-from binbot.device.kept import KEPT_ID, UNLABELLED, is_id, jpeg_matches, kept_ids, read_sidecar
+from binbot.device.kept import KEPT_ID, UNLABELLED, file_digest, is_id, kept_ids, read_sidecar
 from binbot.errors import BinbotError
 
 Say = Callable[[str], None]
@@ -164,12 +163,12 @@ def check_copy(folder: Path, listed: Listed) -> str:
         frame = read_sidecar(sidecar)
     except BinbotError as error:
         return f"its sidecar is not one binbot reads ({str(error).removeprefix(f'{sidecar}: ')})"
-    if jpeg_matches(frame, jpeg):
+    digest = file_digest(jpeg)
+    if digest == (frame.jpeg_size, frame.jpeg_sha256):
         if (frame.jpeg_size, frame.jpeg_sha256) != (listed.size, listed.sha256):
             return "it changed on the Pi while it was being copied; collect again"
         return ""
-    data = jpeg.read_bytes()
-    if (len(data), hashlib.sha256(data).hexdigest()) == (listed.size, listed.sha256):
+    if digest == (listed.size, listed.sha256):
         return ("its JPEG on the Pi does not match the size and sha256 in its sidecar: it was damaged there "
                 "(look at it, and delete it there if it is beyond use)")
     return "the copy does not match the checksum the Pi gave: it was damaged on the way; collect again"
@@ -183,11 +182,7 @@ def file_frame(folder: Path, frame_id: str, unlabelled: Path) -> None:
 
 def same_jpeg(path: Path, listed: Listed) -> bool:
     """True if path is the JPEG the Pi listed (size and sha256)."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return False
-    return listed.sha256 is not None and (len(data), hashlib.sha256(data).hexdigest()) == (listed.size, listed.sha256)
+    return listed.sha256 is not None and file_digest(path) == (listed.size, listed.sha256)
 
 
 def delete_on_pi(remote: Remote, kept_dir: str, ids: list[str]) -> int:

@@ -145,11 +145,16 @@ def _is_probability(value: object) -> bool:
 
 def jpeg_matches(frame: KeptFrame, jpeg: Path) -> bool:
     """True if jpeg is the image frame's sidecar describes: its size and sha256."""
+    return file_digest(jpeg) == (frame.jpeg_size, frame.jpeg_sha256)
+
+
+def file_digest(path: Path) -> tuple[int, str] | None:
+    """A file's size and sha256 (hex), or None if it cannot be read."""
     try:
-        data = Path(jpeg).read_bytes()
+        data = Path(path).read_bytes()
     except OSError:
-        return False
-    return len(data) == frame.jpeg_size and hashlib.sha256(data).hexdigest() == frame.jpeg_sha256
+        return None
+    return len(data), hashlib.sha256(data).hexdigest()
 
 
 def kept_ids(folder: Path) -> list[str]:
