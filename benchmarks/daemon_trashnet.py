@@ -21,16 +21,16 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from daemon_process import BINBOT, running_daemon  # benchmarks/daemon_process.py, beside this script
+
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO.parent / "runs"
-BINBOT = [sys.executable, "-m", "binbot"]
 
 
 def default_bundle() -> Path:
@@ -97,18 +97,7 @@ def daemon_sustained(bundle: Path, folder: Path | None, threads: int, frames: in
     """The daemon looping over the photos (or, folder None, the bundle's in-memory self-test frames):
     fps between frame 100 and `frames`, RSS at both."""
     source = ["--source", f"replay:{folder}"] if folder else []
-    with open(log, "w") as log_file:
-        process = subprocess.Popen([*BINBOT, "run", "--bundle", str(bundle), *source,
-                                    "--http", "127.0.0.1:0", "--threads", str(threads), "--events", os.devnull],
-                                   stderr=log_file, stdout=subprocess.DEVNULL)
-    try:
-        url = None
-        while url is None:
-            if process.poll() is not None:
-                raise SystemExit(f"binbot run exited: {log.read_text()}")
-            found = re.search(r"listening on (http://\S+)", log.read_text())
-            url = found and found.group(1)
-            time.sleep(0.05)
+    with running_daemon(["--bundle", str(bundle), *source, "--threads", str(threads)], log) as (process, url):
         marks = {}
         for target in (100, frames):
             while True:
@@ -117,11 +106,8 @@ def daemon_sustained(bundle: Path, folder: Path | None, threads: int, frames: in
                     marks[target] = (count, time.monotonic(), rss_mb(process.pid))
                     break
                 time.sleep(0.02 if target == 100 else 0.2)
-        (n0, t0, rss0), (n1, t1, rss1) = marks[100], marks[frames]
-        return {"fps": (n1 - n0) / (t1 - t0), "rss_100": rss0, "rss_end": rss1, "frames": n1}
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    (n0, t0, rss0), (n1, t1, rss1) = marks[100], marks[frames]
+    return {"fps": (n1 - n0) / (t1 - t0), "rss_100": rss0, "rss_end": rss1, "frames": n1}
 
 
 def main() -> None:
@@ -132,6 +118,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="interpreter threads (default: all cores)")
     parser.add_argument("--frames", type=int, default=10_000, help="frames for the speed and memory run")
     args = parser.parse_args()
+    if args.frames // 4 <= 100:  # both runs measure from frame 100 on; the in-memory one runs a quarter as long
+        parser.error("--frames must be at least 404")
 
     with tempfile.TemporaryDirectory(prefix="binbot-bench-") as scratch:
         scratch = Path(scratch)

@@ -36,9 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
+from daemon_process import running_daemon  # benchmarks/daemon_process.py, beside this script
+
 REPO = Path(__file__).resolve().parents[1]
 TRASHNET = REPO.parent / "shared" / "data" / "trashnet"
-BINBOT = [sys.executable, "-m", "binbot"]
 WARMUP_FRAMES = 50
 SETTLE_SECONDS = 2.0  # after the viewers connect, before counting
 CONFIGURATIONS = (("view off", "off", 0), ("no viewer", "on", 0), ("1 viewer", "on", 1), ("4 viewers", "on", 4))
@@ -141,44 +142,39 @@ def rss_mb(pid: int) -> float:
 def measure(bundle: Path, frames_file: Path, threads: int, view: str, viewers: int, seconds: float,
             view_fps: float, log: Path, pace: float = 0.0) -> dict:
     """One daemon: warmed up, then `viewers` connected, then its frames counted over `seconds`."""
-    command = [*BINBOT, "run", "--bundle", str(bundle), "--source", f"replay:{frames_file}", "--threads",
-               str(threads), "--http", "127.0.0.1:0", "--events", os.devnull, "--view", view,
-               "--view-fps", str(view_fps), "--view-clients", str(max(viewers, 1)), "--fps", str(pace)]
-    with open(log, "w") as log_file:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log_file)
+    args = ["--bundle", str(bundle), "--source", f"replay:{frames_file}", "--threads", str(threads), "--view", view,
+            "--view-fps", str(view_fps), "--view-clients", str(max(viewers, 1)), "--fps", str(pace)]
     watching: list[Viewer] = []
-    try:
-        url = None
-        while url is None:
-            if process.poll() is not None:
-                raise SystemExit(f"binbot run exited: {log.read_text()}")
-            found = re.search(r"listening on (http://\S+)", log.read_text())
-            url = found and found.group(1)
-            time.sleep(0.05)
-        while frames(url) < WARMUP_FRAMES:
-            time.sleep(0.1)
-        rss_before = rss_mb(process.pid)
-        watching = [Viewer(int(url.rsplit(":", 1)[1])) for _ in range(viewers)]
-        time.sleep(SETTLE_SECONDS)
-        count0, encoded0, start = frames(url), metric(url, "binbot_view_frames_encoded_total"), time.monotonic()
-        cpu0 = cpu_seconds(process.pid)
-        time.sleep(seconds)
-        count1, encoded1, end = frames(url), metric(url, "binbot_view_frames_encoded_total"), time.monotonic()
-        cpu1 = cpu_seconds(process.pid)
-        encode_count = metric(url, "binbot_view_encode_seconds_count")
-        encode_ms = 1000 * metric(url, "binbot_view_encode_seconds_sum") / encode_count if encode_count else None
-        rss_after = rss_mb(process.pid)
-        received = sum(viewer.received for viewer in watching)
-        return {"fps": (count1 - count0) / (end - start), "encoded_per_s": (encoded1 - encoded0) / (end - start),
-                "cpu_share": (cpu1 - cpu0) / (end - start),
-                "cpu_ms": 1000 * (cpu1 - cpu0) / (count1 - count0),
-                "encode_ms": encode_ms, "rss": rss_after, "rss_growth": rss_after - rss_before,
-                "kb_per_viewer_s": received / 1024 / max(viewers, 1) / (end - start + SETTLE_SECONDS)}
-    finally:
-        for viewer in watching:
-            viewer.close()
-        process.terminate()
-        process.wait(timeout=30)
+    with running_daemon(args, log) as (process, url):
+        try:
+            return measure_with_viewers(process, url, viewers, seconds, watching)
+        finally:
+            for viewer in watching:
+                viewer.close()
+
+
+def measure_with_viewers(process: subprocess.Popen, url: str, viewers: int, seconds: float,
+                         watching: list[Viewer]) -> dict:
+    """The daemon's figures once warmed up, with `viewers` connected (added to watching) for `seconds`."""
+    while frames(url) < WARMUP_FRAMES:
+        time.sleep(0.1)
+    rss_before = rss_mb(process.pid)
+    watching.extend(Viewer(int(url.rsplit(":", 1)[1])) for _ in range(viewers))
+    time.sleep(SETTLE_SECONDS)
+    count0, encoded0, start = frames(url), metric(url, "binbot_view_frames_encoded_total"), time.monotonic()
+    cpu0 = cpu_seconds(process.pid)
+    time.sleep(seconds)
+    count1, encoded1, end = frames(url), metric(url, "binbot_view_frames_encoded_total"), time.monotonic()
+    cpu1 = cpu_seconds(process.pid)
+    encode_count = metric(url, "binbot_view_encode_seconds_count")
+    encode_ms = 1000 * metric(url, "binbot_view_encode_seconds_sum") / encode_count if encode_count else None
+    rss_after = rss_mb(process.pid)
+    received = sum(viewer.received for viewer in watching)
+    return {"fps": (count1 - count0) / (end - start), "encoded_per_s": (encoded1 - encoded0) / (end - start),
+            "cpu_share": (cpu1 - cpu0) / (end - start),
+            "cpu_ms": 1000 * (cpu1 - cpu0) / (count1 - count0),
+            "encode_ms": encode_ms, "rss": rss_after, "rss_growth": rss_after - rss_before,
+            "kb_per_viewer_s": received / 1024 / max(viewers, 1) / (end - start + SETTLE_SECONDS)}
 
 
 def main() -> None:
