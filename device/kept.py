@@ -11,7 +11,6 @@ exists is complete; the sidecar carries the JPEG's sha256 and size, checked afte
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 import secrets
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from binbot import boundedjson
 from binbot.errors import BinbotError
 
 FORMAT = 1
@@ -27,6 +27,7 @@ REASONS = ("low-confidence", "disagreement", "sample", "event")
 # Sub-folders of a field folder that are not classes: frames not yet labelled, and those thrown away.
 UNLABELLED, DISCARDED = "unlabelled", "discarded"
 NOT_CLASSES = (UNLABELLED, DISCARDED)
+MAX_SIDECAR = 1 << 20  # bytes; a sidecar is about 1 KB, so anything near this is not one
 
 
 def new_id(when: datetime | None = None) -> str:
@@ -87,11 +88,9 @@ def read_sidecar(path: Path) -> KeptFrame:
     if path.suffix != ".json" or not is_id(path.stem):
         raise BinbotError(f"{path}: not a kept frame's sidecar (expected <id>.json, id like 20261130T144223123Z-3fa2b1c9)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = boundedjson.read(path, MAX_SIDECAR)
     except OSError as error:
         raise BinbotError(f"{path}: cannot read ({error.strerror or error})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BinbotError(f"{path}: not valid JSON ({error})") from None
     return check_sidecar(data, path)
 
 

@@ -3,6 +3,7 @@ reader of sidecars that the daemon, `binbot collect` and `binbot label` share, r
 
 import hashlib
 import json
+import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -81,7 +82,8 @@ def test_a_sidecar_reads_back_as_written_and_its_jpeg_is_checked(tmp_path):
     ({"reasons": []}, "reasons should be a non-empty list"),
     ({"format": 2}, "format 2 is not one this binbot reads"),
     ({"width": True}, "width should be a int"),
-    ({"confidence": float("nan")}, "confidence should be a probability"),
+    ({"confidence": float("nan")}, "holds NaN, which is not JSON"),
+    ({"confidence": -0.5}, "confidence should be a probability"),
 ])
 def test_a_bad_sidecar_is_refused_with_one_line_naming_the_file_and_the_problem(tmp_path, changes, problem):
     path = write_frame(tmp_path, **changes)
@@ -93,8 +95,10 @@ def test_a_bad_sidecar_is_refused_with_one_line_naming_the_file_and_the_problem(
     assert message.startswith(f"{path}: ") and problem in message and "\n" not in message
 
 
-@pytest.mark.parametrize("content, problem", [("{not json", "not valid JSON"), ("[1, 2]", "should be a JSON object"),
-                                              (b"\xff\xfe", "not valid JSON")])
+@pytest.mark.parametrize("content, problem", [
+    ("{not json", "not valid JSON"), ("[1, 2]", "should be a JSON object"), (b"\xff\xfe", "not UTF-8"),
+    ("[" * 400_000, "nested more than"), ('{"format": ' + "1" * 5000 + "}", "a number of 5,000 digits"),
+    (" " * (2 << 20), "too big")])
 def test_a_sidecar_that_is_not_a_json_object_is_refused(tmp_path, content, problem):
     path = tmp_path / f"{new_id()}.json"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -109,6 +113,14 @@ def test_a_sidecar_that_is_not_a_json_object_is_refused(tmp_path, content, probl
 def test_a_file_not_named_as_a_sidecar_is_refused_before_it_is_read(tmp_path, name):
     with pytest.raises(BinbotError, match="not a kept frame's sidecar"):
         read_sidecar(tmp_path / name)  # it does not even exist: the name alone is refused
+
+
+def test_a_fifo_named_as_a_sidecar_is_refused_without_waiting_for_a_writer(tmp_path):
+    path = tmp_path / f"{new_id()}.json"
+    os.mkfifo(path)
+
+    with pytest.raises(BinbotError, match="not a regular file"):
+        read_sidecar(path)
 
 
 def test_a_missing_sidecar_is_one_line_naming_it(tmp_path):
