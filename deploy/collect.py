@@ -11,7 +11,8 @@ field folder holds:
 
 A frame whose id is in any of the first three is not copied again. The Pi is not trusted: it lists its
 frames with each JPEG's size and sha256, sends those asked for as a tar, and only regular files named
-exactly <id>.jpg and <id>.json for those ids are taken from it. Each copy is checked against its
+exactly <id>.jpg and <id>.json for those ids, no bigger than listed, are taken from it; a tar longer
+than the listed sizes allow is cut off and refused, so a Pi cannot fill this machine's disk. Each copy is checked against its
 sidecar and against the Pi's checksum, then filed into unlabelled/ by renames, the JPEG first and the
 sidecar last, so a frame there with a sidecar is whole. Only a frame that is here and checked is ever
 deleted on the Pi.
@@ -30,14 +31,17 @@ from typing import BinaryIO
 
 from binbot.deploy.remote import Remote, RemoteError, remote_script
 from binbot.deploy.settings import Settings
-from binbot.device.kept import KEPT_ID, UNLABELLED, file_digest, is_id, kept_ids, read_sidecar
+from binbot.device.kept import KEPT_ID, MAX_JPEG, MAX_SIDECAR, UNLABELLED, file_digest, is_id, kept_ids, read_sidecar
 from binbot.errors import BinbotError
 
 Say = Callable[[str], None]
 
 BATCH = 200  # frames per transfer: the ids go on the Pi's command line, and each tar stays a few MB
-MAX_SIDECAR = 1 << 20  # bytes; a sidecar is about 1 KB, so anything near this is not one
-LISTED = re.compile(r"frame (\S+) ([0-9]{1,12}) ([0-9a-f]{64}|-)", re.ASCII)
+LISTED = re.compile(r"frame (\S+) ([0-9]{1,12}) ([0-9a-f]{64}|-) ([0-9]{1,12})", re.ASCII)
+# What a tar adds to its files: a 512-byte header and up to 511 bytes of padding each, then two zero
+# blocks, the whole padded to GNU tar's 10240-byte record.
+TAR_PER_FILE = 1024
+TAR_END = 2 * 10240
 
 LIST_PROGRAM = remote_script("collect_list.py")
 LIST_SCRIPT = remote_script("collect_list.sh")
@@ -52,6 +56,7 @@ class Listed:
     id: str
     size: int  # the JPEG's, in bytes
     sha256: str | None  # the JPEG's, computed on the Pi; None where it was not asked for
+    sidecar_size: int = 0  # the sidecar's, in bytes
 
 
 @dataclass
@@ -87,6 +92,15 @@ class Collected:
         return "; ".join(parts)
 
 
+def oversized(listed: Listed) -> str:
+    """Why the Pi's listing of a frame is bigger than any kept frame can be ("" if it is not)."""
+    if listed.size > MAX_JPEG:
+        return f"the Pi lists its JPEG as {listed.size:,} bytes, more than a kept frame's {MAX_JPEG:,}"
+    if listed.sidecar_size > MAX_SIDECAR:
+        return f"the Pi lists its sidecar as {listed.sidecar_size:,} bytes, more than a sidecar's {MAX_SIDECAR:,}"
+    return ""
+
+
 def is_kept_id(text: str) -> bool:
     # ASCII digits only: the Pi's scripts refuse any other, so one named otherwise could never be copied.
     return text.isascii() and is_id(text)
@@ -112,16 +126,16 @@ def list_kept(remote: Remote, kept_dir: str, unhashed: set[str]) -> list[Listed]
         found = LISTED.fullmatch(line)
         if found and is_kept_id(found.group(1)):
             sha256 = None if found.group(3) == "-" else found.group(3)
-            frames[found.group(1)] = Listed(found.group(1), int(found.group(2)), sha256)
+            frames[found.group(1)] = Listed(found.group(1), int(found.group(2)), sha256, int(found.group(4)))
     return [frames[frame_id] for frame_id in sorted(frames)]
 
 
 def fetch(remote: Remote, kept_dir: str, batch: list[Listed], into: Path) -> list[str]:
     """Copy batch's frames from the Pi into the folder into; returns the names in the Pi's tar that were refused."""
-    size = sum(listed.size for listed in batch)  # the sidecars add about 1 KB each
+    size = tar_size(batch)
     with tempfile.TemporaryFile() as archive:  # not in the field folder, whose room goes to the frames
         remote.run(SEND_SCRIPT, kept_dir, *(listed.id for listed in batch), privileged=True,
-                   timeout=120 + size / 50_000, into=archive)
+                   timeout=120 + size / 50_000, into=archive, limit=size)
         if archive.tell() == 0:
             return []  # none of them was there any longer
         archive.seek(0)
@@ -131,16 +145,21 @@ def fetch(remote: Remote, kept_dir: str, batch: list[Listed], into: Path) -> lis
             raise RemoteError(remote.name, f"the frames came back as a damaged tar ({error}); collect again") from None
 
 
+def tar_size(batch: list[Listed]) -> int:
+    """The most bytes a tar of batch's frames can take, as the Pi listed them."""
+    return sum(listed.size + listed.sidecar_size + 2 * TAR_PER_FILE for listed in batch) + TAR_END
+
+
 def unpack(archive: BinaryIO, wanted: list[Listed], into: Path) -> list[str]:
     """Write archive's <id>.jpg and <id>.json for the wanted frames into the folder into; returns the names refused.
 
     Only regular files named exactly so are written, each once, under a name made here (never the
-    archive's path), a JPEG no bigger than the Pi listed it and a sidecar no bigger than MAX_SIDECAR.
+    archive's path), each no bigger than the Pi listed it.
     """
     limits = {}
     for listed in wanted:
         limits[f"{listed.id}.jpg"] = listed.size
-        limits[f"{listed.id}.json"] = MAX_SIDECAR
+        limits[f"{listed.id}.json"] = listed.sidecar_size
     refused = []
     with tarfile.open(fileobj=archive, mode="r|") as tar:
         for member in tar:
@@ -230,6 +249,10 @@ def collect(remote: Remote, settings: Settings, field_dir: Path, delete: bool, s
         new = [frame for frame in listed if frame.id not in here]
         result.here = len(listed) - len(new)
         say(f"{len(listed)} kept frame(s) in {kept_dir}: {len(new)} new, {result.here} here already")
+        for frame in [frame for frame in new if oversized(frame)]:
+            result.problems.append((frame.id, oversized(frame)))
+            say(f"{frame.id}: {oversized(frame)}; not copied, and left on the Pi")
+        new = [frame for frame in new if not oversized(frame)]
         if not new:
             say("nothing new to copy")
         (field_dir / UNLABELLED).mkdir(exist_ok=True)

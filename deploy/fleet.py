@@ -60,7 +60,7 @@ def on_every_host(command: str, hosts: list[tuple[HostSpec, Settings]], ssh: Ssh
     """work(remote, settings, say) for each host, ssh.parallel at a time; lines start with the host's name.
 
     work returns an outcome with .ok and .detail; failed(host name, problem) makes the outcome of a host
-    whose work raised. A host not ok gets a `binbot COMMAND: error: HOST: DETAIL` line on stderr.
+    whose work raised, whatever it raised: one host never stops the others, nor the summary. A host not ok gets a `binbot COMMAND: error: HOST: DETAIL` line on stderr.
     """
     lock = threading.Lock()
 
@@ -76,6 +76,9 @@ def on_every_host(command: str, hosts: list[tuple[HostSpec, Settings]], ssh: Ssh
             outcome = failed(host.name, error.problem)
         except BinbotError as error:
             outcome = failed(host.name, str(error))
+        except Exception as error:  # noqa: BLE001 - whatever one Pi sends, the others are still worked on
+            outcome = failed(host.name, f"unexpected {type(error).__name__}: {error} (a bug in binbot: please "
+                             "report it with what the Pi holds)")
         if not outcome.ok:
             with lock:
                 print(f"binbot {command}: error: {host.name}: {outcome.detail}", file=sys.stderr, flush=True)

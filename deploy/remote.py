@@ -9,11 +9,16 @@ They are files in scripts/, read with remote_script().
 
 from __future__ import annotations
 
+import io
+import os
 import re
+import select
 import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
@@ -23,6 +28,9 @@ from typing import BinaryIO
 from binbot.errors import BinbotError
 
 SUDO_MODES = ("auto", "always", "never")
+MAX_OUTPUT = 16 << 20  # bytes of a script's answer held here; a listing of 100,000 kept frames is some 10 MB
+MAX_STDERR = 64 << 10  # bytes: the end of what a script says on stderr, where its `binbot: ...` line is
+EXIT_GRACE = 1.0  # seconds the pipes are read after the command ended
 SCRIPTS = files(__package__) / "scripts"
 
 
@@ -137,39 +145,90 @@ class Remote:
         return command
 
     def run(self, script: str, *args: str, privileged: bool = False, timeout: float = 120,
-            send: Callable[[BinaryIO], None] | None = None, into: BinaryIO | None = None) -> str:
+            send: Callable[[BinaryIO], None] | None = None, into: BinaryIO | None = None,
+            limit: int = MAX_OUTPUT) -> str:
         """script's stdout; args become its $1, $2...; send(stdin) streams input to it.
 
-        With into (a binary file), stdout is written there as bytes instead, and "" is returned.
-        Raises RemoteError naming the host, with the script's own `binbot: ...` message when it gave one.
+        With into (a binary file), stdout is written there as bytes instead, and "" is returned. The Pi
+        is not trusted to stop: past limit bytes of stdout (for into: what the Pi announced) the command
+        is cut off and refused. Raises RemoteError naming the host, with the script's own `binbot: ...`
+        message when it gave one.
         """
         mode = self.settings.sudo if privileged else "never"
         wrapper = (SCRIPTS / "privileges.sh").read_text()  # sent as it is: it needs nothing from lib.sh
         remote_command = shlex.join(["sh", "-c", wrapper, "binbot", mode, script, *args])
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            process = subprocess.Popen(self.ssh_command(remote_command), stdout=into or out, stderr=err,
-                                       stdin=subprocess.PIPE if send else subprocess.DEVNULL)
-            try:
-                if send:
-                    try:
-                        send(process.stdin)
-                        process.stdin.close()
-                    except (BrokenPipeError, ConnectionResetError):
-                        pass  # the connection or the script ended early: its exit status says why
-                status = process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
+        sink = into if into is not None else io.BytesIO()
+        process = subprocess.Popen(self.ssh_command(remote_command), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   stdin=subprocess.PIPE if send else subprocess.DEVNULL)
+        try:
+            if send:
+                threading.Thread(target=_send, args=(process, send), name="ssh-send", daemon=True).start()
+            outcome = pump(process, sink, limit, time.monotonic() + timeout)
+        finally:
+            if process.poll() is None:
                 process.kill()
-                process.wait()
-                raise RemoteError(self.name, f"no answer within {timeout:.0f} s") from None
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
-            out.seek(0), err.seek(0)
-            stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-        if status != 0:
-            raise RemoteError(self.name, explain_failure(status, stderr, self.target))
-        return stdout
+            process.wait()
+            process.stdout.close()
+            process.stderr.close()
+        if outcome.timed_out:
+            raise RemoteError(self.name, f"no answer within {timeout:.0f} s")
+        if outcome.over:
+            raise RemoteError(self.name, f"sent more than the {limit:,} bytes expected of it; cut off and refused "
+                              "(has someone tampered with it?)")
+        stderr = outcome.stderr.decode(errors="replace")
+        if process.returncode != 0:
+            raise RemoteError(self.name, explain_failure(process.returncode, stderr, self.target))
+        return "" if into is not None else sink.getvalue().decode(errors="replace")
+
+
+def _send(process: subprocess.Popen, send: Callable[[BinaryIO], None]) -> None:
+    try:
+        send(process.stdin)
+        process.stdin.close()
+    except (BrokenPipeError, ConnectionResetError, ValueError):
+        pass  # the connection or the script ended early (or was cut off): its exit status says why
+
+
+@dataclass
+class Pumped:
+    stderr: bytes = b""  # its last MAX_STDERR bytes
+    over: bool = False  # stdout went past the limit, and the command was killed
+    timed_out: bool = False
+
+
+def pump(process: subprocess.Popen, sink: BinaryIO, limit: int, deadline: float) -> Pumped:
+    """Copy process's stdout into sink (at most limit bytes) and keep the tail of its stderr, until it ends.
+
+    The pipes are read as they fill, so a Pi that sends without end is cut off at limit, not after it
+    has filled the disk here. A backgrounded ssh master may hold a pipe open after the command ended:
+    once the process has exited, what is left is read for a moment and the rest abandoned.
+    """
+    outcome, written, exited_at = Pumped(), 0, None
+    names = {process.stdout.fileno(): "stdout", process.stderr.fileno(): "stderr"}
+    while names:
+        now = time.monotonic()
+        if now >= deadline:
+            outcome.timed_out = True
+            return outcome
+        if exited_at is None and process.poll() is not None:
+            exited_at = now
+        if exited_at is not None and now - exited_at > EXIT_GRACE:
+            break
+        ready, _, _ = select.select(list(names), [], [], 0.1)
+        for descriptor in ready:
+            chunk = os.read(descriptor, 1 << 16)
+            if not chunk:
+                del names[descriptor]
+            elif names[descriptor] == "stderr":
+                outcome.stderr = (outcome.stderr + chunk)[-MAX_STDERR:]
+            elif written + len(chunk) > limit:
+                outcome.over = True
+                process.kill()
+                return outcome
+            else:
+                sink.write(chunk)
+                written += len(chunk)
+    return outcome
 
 
 def explain_failure(status: int, stderr: str, target: HostSpec) -> str:

@@ -28,6 +28,7 @@ REASONS = ("low-confidence", "disagreement", "sample", "event")
 UNLABELLED, DISCARDED = "unlabelled", "discarded"
 NOT_CLASSES = (UNLABELLED, DISCARDED)
 MAX_SIDECAR = 1 << 20  # bytes; a sidecar is about 1 KB, so anything near this is not one
+MAX_JPEG = 64 << 20  # bytes; a 12-megapixel frame at quality 100 is about 10 MB
 
 
 def new_id(when: datetime | None = None) -> str:
@@ -126,8 +127,9 @@ def check_sidecar(data: object, path: Path) -> KeptFrame:
     jpeg = data.get("jpeg")
     if not (isinstance(jpeg, dict) and isinstance(jpeg.get("sha256"), str)
             and re.fullmatch(r"[0-9a-f]{64}", jpeg["sha256"])
-            and isinstance(jpeg.get("size"), int) and not isinstance(jpeg.get("size"), bool) and jpeg["size"] > 0):
-        fail("jpeg should give the image's sha256 (64 hex digits) and size in bytes")
+            and isinstance(jpeg.get("size"), int) and not isinstance(jpeg.get("size"), bool)
+            and 0 < jpeg["size"] <= MAX_JPEG):
+        fail(f"jpeg should give the image's sha256 (64 hex digits) and size in bytes (at most {MAX_JPEG:,})")
     origin = data.get("origin", "")
     if not isinstance(origin, str):
         fail(f"origin should be a string, not {origin!r}")

@@ -285,6 +285,61 @@ def test_a_transfer_cut_off_leaves_nothing_behind(pi, field, collect, hostile_pi
     assert summary(out) == ["FAILED", "0", "0", "0", "0"]
 
 
+def test_a_pi_that_sends_more_than_it_listed_is_cut_off_and_nothing_is_kept_or_deleted(pi, field, collect,
+                                                                                     monkeypatch, tmp_path):
+    kept = pi / "kept"
+    asked = [keep_frame(kept, n) for n in range(2)]
+    whole = tar_of(*((entry(name), (kept / name).read_bytes()) for frame_id in asked for name in pair(frame_id)))
+    (tmp_path / "answer.tar").write_bytes(whole)
+    # The frames asked for, whole, and then 300 MB more than the listing announced.
+    monkeypatch.setattr(collect_steps, "SEND_SCRIPT", f"cat {tmp_path / 'answer.tar'}; head -c 300000000 /dev/zero")
+    listed = collect_steps.tar_size([collect_steps.Listed(i, (kept / f"{i}.jpg").stat().st_size, None,
+                                                          (kept / f"{i}.json").stat().st_size) for i in asked])
+
+    code, out, err = collect("--delete")
+
+    assert code == 1
+    assert err == (f"binbot collect: error: pi1: sent more than the {listed:,} bytes expected of it; cut off and "
+                   "refused (has someone tampered with it?)\n")
+    assert everything(field) == ["unlabelled"]
+    assert names(kept) == sorted(name for frame_id in asked for name in pair(frame_id))
+    assert summary(out) == ["FAILED", "0", "0", "0", "0"]
+
+
+def test_a_remote_answer_is_read_no_further_than_its_limit(sshd, tmp_path):
+    with Remote(HostSpec("pi1", "pi1"), SshSettings(config=sshd["config"])) as remote:
+        with open(tmp_path / "answer", "wb") as into, pytest.raises(RemoteError, match="more than the 1,000,000 bytes"):
+            remote.run("head -c 300000000 /dev/zero", into=into, limit=1_000_000)
+        with pytest.raises(RemoteError, match="more than the 16,777,216 bytes"):
+            remote.run("yes")  # a text answer without end
+        assert remote.run("echo still here") == "still here\n"  # the shared connection survives the cut
+
+    assert (tmp_path / "answer").stat().st_size <= 1_000_000
+
+
+@pytest.mark.parametrize("hostile", [b"[" * 400_000, b'{"format": ' + b"9" * 5000 + b"}"])
+def test_a_hostile_sidecar_on_one_pi_fails_that_frame_and_the_other_pis_are_collected(field, collect, tmp_path,
+                                                                                      hostile):
+    kitchen, garage = tmp_path / "kitchen", tmp_path / "garage"
+    for folder in (kitchen, garage):
+        (folder / "kept").mkdir(parents=True)
+    good = keep_frame(kitchen / "kept", 0)
+    bad = keep_frame(kitchen / "kept", 1)
+    (kitchen / "kept" / f"{bad}.json").write_bytes(hostile)
+    others = [keep_frame(garage / "kept", n) for n in range(2, 4)]
+    hosts = tmp_path / "pis.toml"
+    hosts.write_text(f'[kitchen]\nhost = "pi1"\nremote_dir = "{kitchen}"\n\n[garage]\nhost = "pi2"\nremote_dir = "{garage}"\n')
+
+    code, out, err = collect(hosts=("--hosts", str(hosts)))
+
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith(f"binbot collect: error: kitchen: 1 frame(s) failed their check here, so they were not kept "
+                          f"and stay on the Pi ({bad}: its sidecar is not one binbot reads (")
+    assert names(field / "unlabelled") == sorted(name for frame_id in [good, *others] for name in pair(frame_id))
+    assert summary(out, "kitchen") == ["BAD FRAMES", "1", "0", "1", "0"]
+    assert summary(out, "garage") == ["ok", "2", "0", "0", "0"]
+
+
 @pytest.mark.parametrize("script", ["SEND_SCRIPT", "DELETE_SCRIPT"])
 @pytest.mark.parametrize("bad", ["../victim", "20261130T144223123Z-3fa2b1c9/../../victim", "*", "", "-rf",
                                  "20261130T144223123Z-3FA2B1C9", "20261130T144223123Z-3fa2b1c9\n",

@@ -2,8 +2,9 @@
 
 Arguments: the kept folder, the kept-frame id pattern (device/kept.py's KEPT_ID). Input: the ids
 whose JPEG need not be hashed (those the workstation has already), one a line. Prints `missing` if
-the folder is not there, else a line per complete frame, oldest first: `frame ID SIZE SHA256` (SHA256
-is `-` when not asked for). Complete means a regular ID.json and a regular ID.jpg; a symlink, a
+the folder is not there, else a line per complete frame, oldest first: `frame ID SIZE SHA256 JSON_SIZE`
+(the JPEG's size and sha256, `-` when not asked for, and the sidecar's size): the workstation takes no
+more than these sizes from the Pi. Complete means a regular ID.json and a regular ID.jpg; a symlink, a
 folder or a name that is not an id is passed over, and no link is followed.
 """
 import hashlib, os, re, stat, sys
@@ -34,6 +35,7 @@ for name in sorted(names):
     sidecar = open_regular(name)
     if sidecar is None:
         continue
+    sidecar_size = os.fstat(sidecar).st_size
     os.close(sidecar)
     jpeg = open_regular(frame_id + ".jpg")
     if jpeg is None:
@@ -45,4 +47,4 @@ for name in sorted(names):
             for block in iter(lambda: file.read(1 << 20), b""):
                 sha.update(block)
             size, digest = file.tell(), sha.hexdigest()
-    print("frame %s %d %s" % (frame_id, size, digest))
+    print("frame %s %d %s %d" % (frame_id, size, digest, sidecar_size))
