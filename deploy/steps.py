@@ -14,6 +14,7 @@ missing or half-made. Nothing here imports TensorFlow; the local check is the de
 from __future__ import annotations
 
 import json
+import os
 import re
 import tarfile
 import time
@@ -22,9 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from binbot import boundedjson
 from binbot.device.bundle import FILES, ID_PATTERN, MANIFEST, load_bundle, sha256_file
 from binbot.deploy.remote import Remote, RemoteError, remote_script
 from binbot.deploy.settings import Settings
+from binbot.errors import BinbotError
 
 Say = Callable[[str], None]
 
@@ -74,6 +77,12 @@ def check_local(path: Path, threads: int, say: Say) -> LocalBundle:
     return LocalBundle(path, loaded.bundle.id, sha256, sum((path / name).stat().st_size for name in sha256))
 
 
+MAX_HEALTH = 1 << 20  # bytes of a /healthz answer; the service's own is about 1 KB
+# The fields of /healthz that deploy reads, and their types: None (JSON null) is as good as absent.
+HEALTH_FIELDS = {"ok": (bool,), "model": (str,), "fps": (int, float), "reload_error": (str,), "source": (dict,)}
+SOURCE_FIELDS = {"state": (str,), "error": (str,)}
+
+
 # --- what runs on the Pi: the files in scripts/ ----------------------------------------------------
 
 HEALTH_PROGRAM = remote_script("health.py")
@@ -113,11 +122,32 @@ def read_state(remote: Remote, settings: Settings) -> HostState:
 
 
 def parse_health(text: str) -> dict:
+    """/healthz as the Pi's health.py printed it, checked: a field of the wrong type makes it no answer."""
     try:
-        health = json.loads(text)
-    except ValueError:
-        return {"unreachable": text.strip() or "no answer"}
-    return health if isinstance(health, dict) else {"unreachable": text.strip()}
+        health = boundedjson.parse(text.strip(), "/healthz", MAX_HEALTH)
+    except BinbotError as error:
+        return {"unreachable": shortened(text.strip()) if text.strip() and not text.lstrip().startswith("{")
+                else str(error)}
+    problem = health_problem(health)
+    return {"unreachable": f"/healthz answered {problem}"} if problem else health
+
+
+def health_problem(health: object) -> str:
+    """What makes health not a /healthz answer this binbot reads ("" if nothing)."""
+    if not isinstance(health, dict):
+        return "with something other than a JSON object"
+    fields = [(key, health.get(key), kinds) for key, kinds in HEALTH_FIELDS.items()]
+    source = health.get("source")
+    if isinstance(source, dict):
+        fields += [(f"source.{key}", source.get(key), kinds) for key, kinds in SOURCE_FIELDS.items()]
+    for name, value, kinds in fields:
+        if value is not None and (not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool))):
+            return f"with {name} = {shortened(json.dumps(value))}, not {' or '.join(k.__name__ for k in kinds)}"
+    return ""
+
+
+def shortened(text: str, most: int = 120) -> str:
+    return text if len(text) <= most else text[:most] + "..."
 
 
 def put_bundle(remote: Remote, bundle: LocalBundle, settings: Settings, state: HostState, say: Say) -> None:
@@ -140,14 +170,20 @@ def put_bundle(remote: Remote, bundle: LocalBundle, settings: Settings, state: H
 
 
 def write_tar(stream: BinaryIO, bundle: LocalBundle) -> None:
-    """The bundle's files as a tar stream, owned by root and readable by the service's user."""
+    """The bundle's files as a tar stream of regular files, owned by root and readable by the service's user.
+
+    Each file's content goes, read through any symlink here: the Pi gets the bytes that were verified,
+    never a link that points elsewhere (or nowhere) on it.
+    """
     with tarfile.open(fileobj=stream, mode="w|") as tar:
         for name in bundle.sha256:
-            info = tar.gettarinfo(bundle.path / name, arcname=name)
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
-            info.mode = 0o644
             with open(bundle.path / name, "rb") as file:
+                info = tarfile.TarInfo(name)
+                info.size = os.fstat(file.fileno()).st_size
+                info.mtime = int(time.time())
+                info.uid = info.gid = 0
+                info.uname = info.gname = "root"
+                info.mode = 0o644
                 tar.addfile(info, file)
 
 

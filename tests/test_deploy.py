@@ -6,6 +6,7 @@ is a `binbot run` on <folder>/bundles/current, reloaded with `kill -HUP`, its /h
 loopback as on a Pi.
 """
 
+import http.server
 import json
 import os
 import re
@@ -13,6 +14,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -172,6 +175,48 @@ def test_status_rollback_and_pruning_with_user_host_port_and_ssh_options(make_pi
     assert pi.link("current") == second and pi.link("previous") == third
     assert pi.health()["model"] == second
     assert re.search(rf"^{re.escape(host)}\s+rolled back\s+{second}\b", out, re.M)
+
+
+@pytest.fixture
+def healthz_answering(tmp_path):
+    """answering(body): a URL whose /healthz answers body (bytes), as a broken or hostile service might."""
+    servers = []
+
+    def answering(body: bytes) -> str:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        servers.append(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler))
+        threading.Thread(target=servers[-1].serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{servers[-1].server_address[1]}/healthz"
+
+    yield answering
+    for server in servers:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("answer, shown", [
+    (b'{"ok": true, "model": "0123456789ab", "source": {"state": "failed", "error": ["a", "list"]}}',
+     'unreachable (/healthz answered with source.error = ["a", "list"], not str)'),
+    (b'{"ok": "yes", "model": "0123456789ab"}', 'unreachable (/healthz answered with ok = "yes", not bool)'),
+    (b"[" * 400_000, "/healthz: not a /healthz answer (maximum recursion depth exceeded"),
+    (b'{"ok": true, "fps": ' + b"9" * 5000 + b"}", "/healthz: not a /healthz answer (Exceeds the limit"),
+])
+def test_status_against_a_malformed_healthz_says_so_in_its_row(deploy, tmp_path, healthz_answering, answer, shown):
+    (tmp_path / "pi" / "bundles").mkdir(parents=True)
+
+    code, out, err = deploy("--status", "pi1", "--remote-dir", str(tmp_path / "pi"),
+                            "--health-url", healthz_answering(answer))
+
+    assert code == 1 and "Traceback" not in err
+    assert re.search(rf"^pi1\s+UNHEALTHY\s+-\s+(unreachable \(http://127\.0\.0\.1:\d+)?{re.escape(shown)}", out, re.M), out
 
 
 def test_a_damaged_copy_on_the_host_is_uploaded_again(make_pi, deploy, small_cnn_bundles):
@@ -392,6 +437,50 @@ def test_the_scripts_on_the_pi_refuse_anything_but_a_bundle_id(sshd, tmp_path, s
 
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
     assert (victim / "keep.txt").read_text() == "still here"
+
+
+@pytest.mark.parametrize("links", ["absolute", "relative"])
+def test_a_bundle_made_of_symlinks_is_deployed_as_the_files_they_point_to(make_pi, deploy, small_cnn_bundles,
+                                                                          tmp_path, links):
+    pi = make_pi()
+    real = small_cnn_bundles["float16"]
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for name in [*FILES, MANIFEST]:
+        target = real / name if links == "absolute" else Path(os.path.relpath(real / name, linked))
+        (linked / name).symlink_to(target)
+    new = bundle_id(real)
+
+    code, out, err = deploy(str(linked), "pi1", *pi.service_options())
+
+    assert code == 0, err
+    for name in [*FILES, MANIFEST]:
+        installed = pi.bundles / new / name
+        assert not installed.is_symlink() and installed.read_bytes() == (real / name).read_bytes()
+    assert pi.health()["model"] == new
+
+
+def test_an_upload_holding_a_link_is_refused_on_the_pi_and_nothing_is_installed(sshd, small_cnn_bundles, tmp_path):
+    bundle = small_cnn_bundles["int8"]
+    bundles = tmp_path / "pi" / "bundles"
+    checksums = deploy_steps.check_local(bundle, 1, lambda line: None)
+
+    def tar_with_a_link(stream):
+        with tarfile.open(fileobj=stream, mode="w|") as tar:
+            for name in checksums.sha256:
+                if name == "labels.txt":
+                    info = tarfile.TarInfo(name)
+                    info.type, info.linkname = tarfile.SYMTYPE, str(bundle / name)
+                    tar.addfile(info)
+                else:
+                    tar.add(bundle / name, arcname=name)
+
+    with Remote(HostSpec("pi1", "pi1"), SshSettings(config=sshd["config"])) as remote:
+        with pytest.raises(RemoteError, match="the upload's labels.txt is not a regular file"):
+            remote.run(deploy_steps.UPLOAD_SCRIPT, str(bundles), checksums.id, checksums.checksum_lines(),
+                       send=tar_with_a_link)
+
+    assert list(bundles.iterdir()) == []
 
 
 def test_the_upload_extracts_only_the_bundles_files():

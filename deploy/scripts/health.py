@@ -6,17 +6,21 @@ to be ok or for a new reload_error.
 """
 import json, sys, time, urllib.error, urllib.request
 url, want, before, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+MOST = 1 << 20  # bytes read of an answer; the service's own is about 1 KB
 def fetch():
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
-            answer = json.loads(response.read())
+            body = response.read(MOST)
     except urllib.error.HTTPError as error:
-        try:
-            answer = json.loads(error.read())
-        except ValueError:
+        body = error.read(MOST)
+        if not body.startswith(b"{"):
             return {"unreachable": "HTTP %d from %s" % (error.code, url)}
     except (OSError, ValueError) as error:
         return {"unreachable": "%s: %s" % (url, getattr(error, "reason", error))}
+    try:
+        answer = json.loads(body)
+    except (ValueError, RecursionError) as error:
+        return {"unreachable": "%s: not a /healthz answer (%s)" % (url, str(error)[:100])}
     return answer if isinstance(answer, dict) else {"unreachable": "%s: not a /healthz answer" % url}
 deadline = time.monotonic() + timeout
 while True:

@@ -29,6 +29,17 @@ check_sums() {
     return 1
 }
 
+# regular_files FILE...: succeeds if each is a regular file in the current folder, not a link; else
+# fails, printing the first that is not.
+regular_files() {
+    for file in "$@"; do
+        if [ -L "$file" ] || [ ! -f "$file" ]; then
+            printf '%s' "$file"
+            return 1
+        fi
+    done
+}
+
 # Every file the collect scripts read or delete is <kept folder>/<id>.jpg or <id>.json: an argument
 # that is not a kept-frame id (device/kept.py's KEPT_ID) is refused here too, whatever the workstation checked.
 require_kept_ids() {

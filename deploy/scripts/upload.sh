@@ -10,6 +10,11 @@ rm -rf "$2.partial"
 mkdir "$2.partial"
 tar -x --no-same-owner -f - -C "$2.partial" -- bundle.json labels.txt model.tflite selftest.npz
 cd "$2.partial"
+if ! odd=$(regular_files bundle.json labels.txt model.tflite selftest.npz); then
+    cd .. && rm -rf "$2.partial"
+    echo "binbot: the upload's ${odd} is not a regular file (a link?); nothing was installed" >&2
+    exit 3
+fi
 if ! failed=$(check_sums "$3"); then
     cd .. && rm -rf "$2.partial"
     echo "binbot: checksum mismatch after upload (${failed:-no readable checksums}); the copy was damaged in transit" >&2
