@@ -30,7 +30,10 @@ class Relay:
             self._silent = False
 
     def close(self) -> None:
-        self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close() alone would leave it listening
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close() alone would leave it listening
+        except OSError:  # closed already
+            pass
         self._listener.close()
         with self._lock:
             for link in self._links:
@@ -42,7 +45,12 @@ class Relay:
                 client, _ = self._listener.accept()
             except OSError:  # closed
                 return
-            link = Link(client, socket.create_connection(("127.0.0.1", self.target)))
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:  # the broker is down: so is this connection
+                client.close()
+                continue
+            link = Link(client, server)
             with self._lock:
                 link.silent = self._silent
                 self._links.append(link)
@@ -65,6 +73,10 @@ class Link:
     def close(self) -> None:
         self._closed.set()
         for s in self.sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)  # ends the connection now, though a pump is still inside recv()
+            except OSError:  # already gone
+                pass
             s.close()
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
