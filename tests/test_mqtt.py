@@ -13,6 +13,7 @@ import pytest
 
 from binbot.device.metrics import Metrics
 from helpers import BLOCK_TENSORFLOW, TIMEOUT, wait_for
+from relay import Relay
 
 paho = pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed (pip install -e '.[dev]')")
 MOSQUITTO = Path("/usr/sbin/mosquitto")
@@ -230,6 +231,73 @@ def test_the_state_says_no_item_once_the_item_has_gone(broker, subscribe):
                           {"label": None, "confidence": None, "time": "t3", "model": "m"}]
     finally:
         output.close()
+
+
+def retained(port, topic, subscribe):
+    """What the broker keeps at topic, as a client joining now is given it."""
+    late = subscribe(port)
+    return wait_for(f"the retained {topic}", lambda: [text for name, text, kept in list(late.messages)
+                                                      if kept and name == topic])[-1]
+
+
+def test_after_a_silent_link_drop_the_retained_state_is_the_newest_and_nothing_arrives_out_of_order(
+        broker, subscribe):
+    from binbot.device.mqtt import MqttOutput, MqttSettings
+
+    watcher = subscribe(broker.port)  # straight to the broker: it sees what the broker was given, in order
+    relay = Relay(broker.port)
+    settings = MqttSettings(host="127.0.0.1", port=relay.port, device=DEVICE, keepalive=5)
+    output = MqttOutput(settings, None, Metrics(), print)
+    try:
+        wait_for("connected", lambda: output.health()["connected"])
+        relay.black_hole()  # the Wi-Fi dies: the event below is sent into it and never acknowledged
+        output.event({"time": "t1", "label": "can", "confidence": 0.9, "model": "m", "frame": 1})
+        wait_for("the dead link noticed", lambda: not output.health()["connected"], interval=0.2)
+        output.frame({"time": "t2", "model": "m", "item": None}, None)  # the item leaves while the link is down
+        relay.heal()
+
+        def both_states():
+            labels = [json.loads(text)["label"] for text in watcher.payloads(TOPICS["state"])]
+            return watcher.events() and "can" in labels and None in labels
+
+        wait_for("the event and both states after the reconnect", both_states, interval=0.2)
+        times = [json.loads(text)["time"] for topic, text, _ in list(watcher.messages)
+                 if topic in (TOPICS["event"], TOPICS["state"])]
+        assert times == sorted(times), f"event and state arrived out of order: {times}"
+        assert json.loads(retained(broker.port, TOPICS["state"], subscribe))["label"] is None
+    finally:
+        output.close()
+        relay.close()
+
+
+def test_after_a_crash_the_restarted_output_says_no_item_is_in_view_and_online(broker, subscribe):
+    from binbot.device.mqtt import MqttOutput, MqttSettings
+
+    watcher = subscribe(broker.port)
+    relay = Relay(broker.port)
+    crashed = MqttOutput(MqttSettings(host="127.0.0.1", port=relay.port, device=DEVICE), None, Metrics(), print)
+    restarted = None
+    try:
+        wait_for("connected", lambda: crashed.health()["connected"])
+        crashed.event({"time": "t1", "label": "can", "confidence": 0.9, "model": "m", "frame": 1})
+        wait_for("the state: can", lambda: '"can"' in "".join(watcher.payloads(TOPICS["state"])))
+        relay.close()  # the daemon dies: its connection drops without a goodbye, and it never comes back
+        wait_for("the will: offline", lambda: watcher.payloads(TOPICS["available"])[-1] == "offline")
+
+        restarted = MqttOutput(MqttSettings(host="127.0.0.1", port=broker.port, device=DEVICE), None, Metrics(),
+                               print)
+        restarted.frame({"time": "t2", "model": "m", "item": None}, None)  # nothing in view
+        wait_for("connected again", lambda: restarted.health()["connected"])
+
+        wait_for("a state after the restart", lambda: '"t2"' in "".join(watcher.payloads(TOPICS["state"])))
+        assert json.loads(retained(broker.port, TOPICS["state"], subscribe)) == {
+            "label": None, "confidence": None, "time": "t2", "model": "m"}
+        assert retained(broker.port, TOPICS["available"], subscribe) == "online"
+    finally:
+        crashed.close()
+        relay.close()
+        if restarted:
+            restarted.close()
 
 
 def test_a_password_file_logs_in_and_the_password_never_reaches_the_log(
