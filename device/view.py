@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
+from binbot.device.httpguard import answer, refuse
 from binbot.device.metrics import BUCKETS, Metrics
 from binbot.device.outputs import CLOSE_DEADLINE, Output, Route
 
@@ -108,7 +109,7 @@ class LiveView(Output):
     def _serve_snapshot(self, request: BaseHTTPRequestHandler) -> None:
         jpeg = self.encoder.snapshot()
         if jpeg is None:
-            answer(request, 404, b'{"error": "no frame classified yet"}', "application/json")
+            refuse(request, 404, "no frame classified yet")
         else:
             answer(request, 200, jpeg.data, "image/jpeg")
 
@@ -165,8 +166,8 @@ class Slots:
                 self._gauge.set(self.taken)
         if not admitted:
             self._refused.inc()
-            body = json.dumps({"error": f"too many live viewers ({self.limit} at once, view_clients); try again later"})
-            answer(request, 503, body.encode(), "application/json", {"Retry-After": "5"})
+            refuse(request, 503, f"too many live viewers ({self.limit} at once, view_clients); try again later",
+                   {"Retry-After": "5"})
         try:
             yield admitted
         finally:
@@ -358,18 +359,6 @@ def last_event_id(request: BaseHTTPRequestHandler) -> int | None:
     """The Last-Event-ID a reconnecting EventSource sends, if it is one of ours."""
     value = request.headers.get("Last-Event-ID", "")
     return int(value) if value.isdigit() else None
-
-
-def answer(request: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str,
-           headers: dict[str, str] | None = None) -> None:
-    request.send_response(status)
-    request.send_header("Content-Type", content_type)
-    request.send_header("Content-Length", str(len(body)))
-    request.send_header("Cache-Control", "no-store")
-    for name, value in (headers or {}).items():
-        request.send_header(name, value)
-    request.end_headers()
-    request.wfile.write(body)
 
 
 def start_stream(request: BaseHTTPRequestHandler, content_type: str, send_buffer: int) -> None:

@@ -1,4 +1,5 @@
-"""`binbot run` under faults: a full disk, a closed stdout, a crowd of idle connections, a source that throws.
+"""`binbot run` under faults: a full disk, a closed stdout, a crowd of idle or slow connections, a source that
+throws.
 
 In each, frames must go on being classified (the frame counter in /metrics rises), /healthz must
 answer, and nothing already written may be lost.
@@ -7,14 +8,17 @@ answer, and nothing already written may be lost.
 import json
 import os
 import resource
+import select
 import socket
 import subprocess
+import threading
 
 import numpy as np
 import pytest
 
 from binbot.device.capture import Capture, LatestFrame
 from binbot.device.frames import resize_to_input
+from binbot.device.httpguard import MAX_WAITING
 from binbot.device.httpserver import MAX_CONNECTIONS
 from binbot.device.metrics import Metrics
 from binbot.device.source import Frame, Source
@@ -110,18 +114,84 @@ def test_a_crowd_of_idle_connections_does_not_starve_the_daemon(run):
         for _ in range(idle_count):  # connect and never send a byte
             idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
 
-        busy = [sock for sock in idle[-50:] if sock.recv(200).startswith(b"HTTP/1.0 503")]
-        assert len(busy) == 50, "connections beyond the cap are answered 503 at once, and closed"
-        # The idle ones the server took on are closed after its request timeout; then it answers again.
+        # Beyond the cap on connections still sending their request, the longest waiting are answered 503, and closed.
+        busy = [sock for sock in idle[:50] if sock.recv(200).startswith(b"HTTP/1.0 503")]
+        assert len(busy) == 50
+        # Idle connections hold no thread and no slot, so a whole request is answered meanwhile.
         status, health = wait_for("/healthz to answer", lambda: (answer := daemon.health())[0] == 200 and answer)
         assert health["ok"] and health["source"]["state"] == "open"
         assert daemon.classifying()
-        assert daemon.metric("binbot_http_refused_total") >= idle_count - MAX_CONNECTIONS
+        assert daemon.metric("binbot_http_refused_total") >= idle_count - MAX_WAITING
     finally:
         for sock in idle:
             sock.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert daemon.classifying()
+    code, log = daemon.stop(), daemon.log.read_text()
+    assert code == 0 and "Traceback" not in log
+
+
+class Slowloris:
+    """count connections sending a request head one byte every `every` seconds, never finishing it, each
+    reconnected as soon as the server cuts it; what the server answered a cut one is kept."""
+
+    HEAD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+
+    def __init__(self, port, count, every):
+        self.port, self.count, self.every = port, count, every
+        self.connected, self.answers = threading.Event(), []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="slowloris")
+
+    def __enter__(self):
+        self._thread.start()
+        assert self.connected.wait(30), "the attack could not connect"
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _connect(self):
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        sock.sendall(self.HEAD[:1])
+        return [sock, 1]
+
+    def _run(self):
+        slow = [self._connect() for _ in range(self.count)]
+        self.connected.set()
+        while not self._stop.wait(self.every):
+            cut, _, _ = select.select([sock for sock, _ in slow], [], [], 0)
+            for n, (sock, sent) in enumerate(slow):
+                if sock in cut:
+                    self.answers.append(sock.recv(200).split(b"\r\n")[0])
+                    sock.close()
+                    slow[n] = self._connect()
+                    continue
+                try:
+                    sock.sendall(self.HEAD[sent:sent + 1] or b"a")
+                    slow[n][1] += 1
+                except OSError:
+                    sock.close()
+                    slow[n] = self._connect()
+        for sock, _ in slow:
+            sock.close()
+
+
+def test_a_slowloris_crowd_does_not_keep_healthz_from_answering(run):
+    daemon = run("--events", os.devnull)
+    wait_for("/healthz to answer", lambda: daemon.health()[0] == 200)
+    port = int(daemon.url.rsplit(":", 1)[1])
+
+    # As many slow clients as the server answers at once, each byte well within a read's timeout.
+    with Slowloris(port, MAX_CONNECTIONS, every=3.0) as attack:
+        # deploy's health check asks every 0.5 s
+        wait_for("/healthz to answer 200 in the attack", lambda: daemon.health()[0] == 200, timeout=10, interval=0.5)
+        wait_for("the slow requests to be cut at the deadline", lambda: len(attack.answers) >= MAX_CONNECTIONS)
+        wait_for("/healthz to answer 200 with the attack reconnected", lambda: daemon.health()[0] == 200,
+                 timeout=10, interval=0.5)
+
+    assert set(attack.answers) == {b"HTTP/1.0 408 Request Timeout"}
     code, log = daemon.stop(), daemon.log.read_text()
     assert code == 0 and "Traceback" not in log
 
