@@ -12,6 +12,10 @@
   request, such as deploy's health check, is read as soon as it arrives.
 - A cap on answers at once: each request that has arrived whole is answered on a thread of its
   own, at most max_connections at once; one more is answered 503 at once.
+- A Host check for whatever is private (check_host): a Host that names another server, as a page
+  of another site using DNS rebinding does, is refused 403. Allowed: no Host at all (browsers always
+  send one), any IP address (a rebinding needs a name), localhost, and this machine's own name,
+  bare or with .local (mDNS). The port is not checked: an SSH tunnel may forward any local port.
 - Any failure while answering is a 500 answer and one log line, never a traceback or a dead server.
 """
 
@@ -19,8 +23,10 @@ from __future__ import annotations
 
 import errno
 import io
+import ipaddress
 import json
 import logging
+import re
 import selectors
 import socket
 import threading
@@ -34,6 +40,7 @@ MAX_WAITING = 4 * MAX_CONNECTIONS  # connections whose request head is still arr
 REQUEST_TIMEOUT = 5.0  # seconds for a whole request to arrive (and for each write of its answer)
 MAX_HEAD = 64 * 1024  # bytes of request line and headers, as the stdlib's parser allows
 BACKLOG = 128  # connections the kernel holds until they are accepted
+HOST = re.compile(r"(?:\[([0-9a-f:.]+)\]|([^][:@/\\\s]+))(?::[0-9]{1,5})?", re.I)  # [IPv6] or a name, then a port
 
 log = logging.getLogger("binbot.http")
 
@@ -311,6 +318,13 @@ class GuardedHandler(BaseHTTPRequestHandler):
         self.answered = True
         super().send_response(code, message)
 
+    def check_host(self) -> None:
+        """Refuse (403) a request that names another server in its Host header, as one by DNS rebinding does."""
+        host = self.headers.get("Host")
+        if host is not None and not names_this_machine(host):
+            raise Refused(403, f"Host {host!r} is not this server; open it by its IP address, as localhost "
+                               f"or as {socket.gethostname()}.local")
+
     def log_message(self, format: str, *args) -> None:
         pass  # a line per request would drown the log (a scrape every few seconds, a move per key press)
 
@@ -321,6 +335,20 @@ class GuardedHandler(BaseHTTPRequestHandler):
             refuse(self, status, message, headers)
         except OSError:
             pass
+
+
+def names_this_machine(host: str) -> bool:
+    """True if a Host header names this machine in a way DNS rebinding cannot fake (see the module's docstring)."""
+    found = HOST.fullmatch(host)
+    if not found:
+        return False
+    name = (found.group(1) or found.group(2)).lower().rstrip(".")
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        own = socket.gethostname().lower()
+        return name in ("localhost", own, f"{own}.local")
 
 
 def answer(request: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str,

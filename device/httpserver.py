@@ -5,6 +5,11 @@ Clients are not trusted to behave (binbot.device.httpguard): a whole request mus
 httpguard.REQUEST_TIMEOUT, a connection still sending its request holds no thread and no slot, at most
 MAX_CONNECTIONS requests are answered at once (one more is answered 503 at once), and each write of
 an answer is given that timeout too, so a streaming answer to a client that stopped reading ends.
+
+/healthz and /metrics answer whatever the Host header says: Prometheus scrapes by whatever name it
+was given, and neither holds anything private. Everything else (/latest and the live view's
+pictures and results) answers only a Host that names this machine (httpguard.check_host), so a page
+of another site cannot read it through DNS rebinding, not even through an SSH tunnel.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from http.server import BaseHTTPRequestHandler
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from binbot.device.httpguard import MAX_CONNECTIONS, GuardedHandler, GuardedServer, Refused, answer
+
+OPEN_PATHS = ("/healthz", "/metrics")  # answered for any Host
 
 
 def serve(address: tuple[str, int], health: Callable[[], tuple[bool, dict]], metrics: Callable[[], bytes],
@@ -33,6 +40,8 @@ def serve(address: tuple[str, int], health: Callable[[], tuple[bool, dict]], met
     class Handler(GuardedHandler):
         def do_GET(self) -> None:
             path = self.path.split("?")[0]
+            if path not in OPEN_PATHS:
+                self.check_host()
             if path == "/healthz":
                 ok, body = health()
                 answer(self, 200 if ok else 503, json.dumps(body).encode(), "application/json")

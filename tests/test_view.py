@@ -284,7 +284,7 @@ def test_a_viewer_that_never_reads_is_cut_off_and_costs_the_daemon_no_frames_or_
         for sock, path in zip(stalled, ("/stream.mjpg", "/events")):  # a phone that went to sleep
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             sock.connect((address.hostname, address.port))
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: binbot\r\n\r\n".encode())  # and never a byte read
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())  # and never a byte read
         wait_for("the stalled viewers to be admitted", lambda: viewers(daemon) == viewers(daemon, "events") == 1)
         with opened(daemon, "/stream.mjpg") as response:  # another viewer is served meanwhile
             stream = Parts(response)
@@ -302,6 +302,24 @@ def test_a_viewer_that_never_reads_is_cut_off_and_costs_the_daemon_no_frames_or_
     assert status == 200 and health["fps"] >= 0.75 * fps_before, (fps_before, health["fps"])
     assert rss_after - rss_before < 10, f"RSS grew from {rss_before:.1f} to {rss_after:.1f} MB"
     assert threads_after <= threads_before + 1  # + the /healthz answer's thread, if it has not ended yet
+
+
+def test_the_view_and_latest_answer_only_a_host_that_names_this_machine(start):
+    daemon = start()
+    more_frames(daemon, 1)
+    port = urlsplit(daemon.url).port
+
+    for path in ("/", "/stream.mjpg", "/events", "/snapshot.jpg", "/latest"):  # a page of another site, rebound
+        with opened(daemon, path, {"Host": f"evil.example:{port}"}) as response:
+            assert response.status == 403, path
+            assert json.loads(response.read())["error"].startswith(f"Host 'evil.example:{port}' is not this server")
+    for host in (f"127.0.0.1:{port}", "localhost:8080", "[::1]:9000", f"{socket.gethostname()}.local:{port}",
+                 "192.168.1.20:8080"):  # an SSH tunnel's local port may be any
+        with opened(daemon, "/snapshot.jpg", {"Host": host}) as response:
+            assert response.status == 200 and decode(response.read()) is not None, host
+    for path in ("/healthz", "/metrics"):  # Prometheus scrapes by whatever name it was given
+        with opened(daemon, path, {"Host": "pi-kitchen.lan:8080"}) as response:
+            assert response.status == 200, path
 
 
 def test_view_off_serves_no_live_view_and_encodes_nothing(start):
