@@ -41,6 +41,7 @@ REQUEST_TIMEOUT = 5.0  # seconds for a whole request to arrive (and for each wri
 MAX_HEAD = 64 * 1024  # bytes of request line and headers, as the stdlib's parser allows
 BACKLOG = 128  # connections the kernel holds until they are accepted
 HOST = re.compile(r"(?:\[([0-9a-f:.]+)\]|([^][:@/\\\s]+))(?::[0-9]{1,5})?", re.I)  # [IPv6] or a name, then a port
+DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit() takes '²', and int() refuses 5,000 digits
 
 log = logging.getLogger("binbot.http")
 
@@ -349,6 +350,12 @@ def names_this_machine(host: str) -> bool:
     except ValueError:
         own = socket.gethostname().lower()
         return name in ("localhost", own, f"{own}.local")
+
+
+def header_number(request: BaseHTTPRequestHandler, name: str) -> int | None:
+    """A header's value as a whole number, or None if it is absent or not plainly one."""
+    value = request.headers.get(name, "")
+    return int(value) if DIGITS.fullmatch(value) else None
 
 
 def answer(request: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str,

@@ -12,6 +12,8 @@ watched (or on a snapshot's own connection), at most view_fps a second, from the
 every viewer is sent that one encoding. Each viewer's connection thread waits for the next JPEG or
 message and writes it: one that reads slowly skips frames (counted as dropped) instead of queueing
 them, and one that stops reading is cut off by the server's write timeout, which frees its place.
+
+All four paths answer only a Host header that names this machine (httpguard.check_host).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import cv2
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-from binbot.device.httpguard import answer, refuse
+from binbot.device.httpguard import answer, header_number, refuse
 from binbot.device.metrics import BUCKETS, Metrics
 from binbot.device.outputs import CLOSE_DEADLINE, Output, Route
 
@@ -136,7 +138,7 @@ class LiveView(Output):
             if not admitted:
                 return
             start_stream(request, "text/event-stream; charset=utf-8", EVENTS_SEND_BUFFER)
-            backlog, last = self.feed.start(last_event_id(request))
+            backlog, last = self.feed.start(header_number(request, "Last-Event-ID"))
             request.wfile.write(f"retry: {RETRY_MS}\n\n".encode() + b"".join(m.text for m in backlog))
             while not self.feed.closed:
                 messages = self.feed.wait(after=last, timeout=KEEPALIVE)
@@ -353,12 +355,6 @@ class Feed:
         with self._changed:
             self.closed = True
             self._changed.notify_all()
-
-
-def last_event_id(request: BaseHTTPRequestHandler) -> int | None:
-    """The Last-Event-ID a reconnecting EventSource sends, if it is one of ours."""
-    value = request.headers.get("Last-Event-ID", "")
-    return int(value) if value.isdigit() else None
 
 
 def start_stream(request: BaseHTTPRequestHandler, content_type: str, send_buffer: int) -> None:

@@ -322,6 +322,19 @@ def test_the_view_and_latest_answer_only_a_host_that_names_this_machine(start):
             assert response.status == 200, path
 
 
+def test_a_last_event_id_that_is_not_plainly_a_number_is_ignored(start):
+    daemon = start()
+    more_frames(daemon, 1)
+
+    for value in ("\N{SUPERSCRIPT TWO}", "5" * 5000, "-1", "1e3"):
+        with opened(daemon, "/events", {"Last-Event-ID": value}) as response:
+            assert response.status == 200 and read_message(response) == {"retry": "2000"}
+            assert "id" in read_message(response)  # the feed, from its start
+
+    assert daemon.stop() == 0
+    assert "Traceback" not in daemon.log.read_text()
+
+
 def test_view_off_serves_no_live_view_and_encodes_nothing(start):
     daemon = start("--view", "off")
     more_frames(daemon, 5)
