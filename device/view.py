@@ -11,7 +11,12 @@ the feed a few times a second). JPEGs are encoded on the view's own thread, only
 watched (or on a snapshot's own connection), at most view_fps a second, from the newest frame, and
 every viewer is sent that one encoding. Each viewer's connection thread waits for the next JPEG or
 message and writes it: one that reads slowly skips frames (counted as dropped) instead of queueing
-them, and one that stops reading is cut off by the server's write timeout, which frees its place.
+them. A stream that stops being read fills the kernel's buffers within seconds (its frames are tens
+of KB), so the server's write timeout cuts it off and frees its place. The feed is too light for that:
+a quiet one (a keepalive every 10 s) takes hours to fill the buffers of a listener that stopped
+reading (a phone asleep), and what the kernel acknowledged says nothing of what the page read. So a
+listener is let go after LISTEN_FOR, told to reconnect at once, and its browser's EventSource does,
+resuming after the last id it saw: a page misses nothing, and a place is held at most that long.
 
 All four paths answer only a Host header that names this machine (httpguard.check_host).
 """
@@ -49,6 +54,8 @@ KEEPALIVE = 10.0  # seconds: a quiet stream or feed is written to this often, so
 FEED_SIZE = 100  # messages kept for a listener that reconnects (Last-Event-ID) or falls behind
 RECENT_EVENTS = 10  # item events a page is sent as it opens
 RETRY_MS = 2000  # how soon a browser's EventSource reconnects after losing the feed
+LISTEN_FOR = 60.0  # seconds a listener is sent the feed before it is told to reconnect (see above)
+RECONNECT_MS = 100  # how soon it does so
 LOG_EVERY = 60.0  # seconds between log lines about an encoding failure that goes on
 # Bytes the kernel may hold for a viewer (it doubles them). Left alone, it lets a stalled viewer's unsent
 # frames grow to megabytes: seconds of stale picture queued, and long before the write timeout cuts it off.
@@ -62,8 +69,9 @@ class LiveView(Output):
     name = "view"
     wants_frames = True
 
-    def __init__(self, fps: float, width: int, clients: int, metrics: Metrics, log: Callable[[str], None]):
-        self.interval = 1.0 / fps
+    def __init__(self, fps: float, width: int, clients: int, metrics: Metrics, log: Callable[[str], None],
+                 listen_for: float = LISTEN_FOR):
+        self.interval, self.listen_for = 1.0 / fps, listen_for
         self._page = resources.files("binbot.device").joinpath(PAGE).read_bytes()
         registry = metrics.registry
         open_now = Gauge("binbot_view_clients", "Live view connections open, by kind", ["kind"], registry=registry)
@@ -140,8 +148,9 @@ class LiveView(Output):
             start_stream(request, "text/event-stream; charset=utf-8", EVENTS_SEND_BUFFER)
             backlog, last = self.feed.start(header_number(request, "Last-Event-ID"))
             request.wfile.write(f"retry: {RETRY_MS}\n\n".encode() + b"".join(m.text for m in backlog))
-            while not self.feed.closed:
-                messages = self.feed.wait(after=last, timeout=KEEPALIVE)
+            ends = time.monotonic() + self.listen_for
+            while not self.feed.closed and (left := ends - time.monotonic()) > 0:
+                messages = self.feed.wait(after=last, timeout=min(KEEPALIVE, left))
                 if not messages:
                     request.wfile.write(b": keepalive\n\n")
                     continue
@@ -149,6 +158,8 @@ class LiveView(Output):
                     self._dropped.inc(messages[0].id - last - 1)
                 request.wfile.write(b"".join(m.text for m in messages))
                 last = messages[-1].id
+            if not self.feed.closed:
+                request.wfile.write(f"retry: {RECONNECT_MS}\n\n".encode())
 
 
 class Slots:

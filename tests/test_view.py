@@ -13,6 +13,7 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import cv2
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 
 from binbot.device.config import load_config
+from binbot.device.httpserver import serve
 from binbot.device.metrics import Metrics
 from binbot.device.view import LiveView
 from binbot.errors import BinbotError
@@ -302,6 +304,29 @@ def test_a_viewer_that_never_reads_is_cut_off_and_costs_the_daemon_no_frames_or_
     assert status == 200 and health["fps"] >= 0.75 * fps_before, (fps_before, health["fps"])
     assert rss_after - rss_before < 10, f"RSS grew from {rss_before:.1f} to {rss_after:.1f} MB"
     assert threads_after <= threads_before + 1  # + the /healthz answer's thread, if it has not ended yet
+
+
+def test_a_listener_that_never_reads_is_let_go_even_while_the_feed_is_quiet():
+    metrics = Metrics()
+    view = LiveView(fps=5, width=64, clients=1, metrics=metrics, log=print, listen_for=1.0)
+    server = serve(("127.0.0.1", 0), lambda: (True, {}), metrics.text, lambda: None, routes=view.routes())
+    listeners = lambda: metrics.registry.get_sample_value("binbot_view_clients", {"kind": "events"})  # noqa: E731
+    asleep = socket.socket()
+    try:
+        asleep.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        asleep.connect(server.server_address)
+        asleep.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # and never a byte read
+        wait_for("the listener to be admitted", lambda: listeners() == 1)
+
+        # No frames: a keepalive every 10 s, which its buffers would take for ever to fill.
+        wait_for("its place to be freed", lambda: listeners() == 0, timeout=10)
+        with opened(SimpleNamespace(url=server.url), "/events") as response:
+            assert response.status == 200 and read_message(response) == {"retry": "2000"}
+    finally:
+        asleep.close()
+        server.shutdown()
+        server.server_close()
+        view.close()
 
 
 def test_the_view_and_latest_answer_only_a_host_that_names_this_machine(start):
