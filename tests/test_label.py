@@ -6,8 +6,10 @@ import http.client
 import importlib.util
 import json
 import re
+import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -205,6 +207,9 @@ REFUSED = [
     ("POST", "/api/discard", {"id": FIRST, "class": "can"}, {}, 400, 'should be {"id": "..."}'),
     ("POST", "/api/discard", b'{"id": ', {"Content-Type": "application/json"}, 400, "not valid JSON"),
     ("POST", "/api/discard", b"[]", {"Content-Type": "application/json"}, 400, "the body should be"),
+    ("POST", "/api/discard", b"[" * 1000, {"Content-Type": "application/json"}, 400, "nested more than 32 levels"),
+    ("POST", "/api/discard", b"{}", {"Content-Type": "application/json", "Content-Length": "\N{SUPERSCRIPT TWO}"},
+     411, "needs a Content-Length"),
     ("POST", "/api/discard", {"id": FIRST, "pad": "x" * 2000}, {}, 413, "over 1024 bytes"),
     # What a form on another site can send without a preflight: refused for its type.
     ("POST", "/api/discard", b"id=" + FIRST.encode(), {"Content-Type": "application/x-www-form-urlencoded"},
@@ -283,6 +288,44 @@ def test_a_frame_with_a_broken_sidecar_is_listed_with_its_problem_and_can_be_fil
     assert state["problems"] == [f"unlabelled/{lonely}.json: its {lonely}.jpg is missing"]
     assert client.post("/api/file", {"id": broken, "class": "paper"})[0] == 200
     assert ids(field, "paper") == [broken]
+
+
+def test_a_failure_inside_a_request_is_a_500_answer_and_one_log_line(field, start, caplog, capsys):
+    client, _, _ = start(field)
+    (field / "unlabelled").rename(field / "away")
+    (field / "unlabelled").write_text("a file where the folder was")
+
+    status, answer = client.get("/api/frames")
+
+    assert status == 500 and answer == {"error": "the server failed on this request (NotADirectoryError); "
+                                                 "its log says more"}
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records] == [
+        ("WARNING", f"http: GET /api/frames failed (NotADirectoryError: [Errno 20] Not a directory: "
+                    f"'{field / 'unlabelled'}'); answered 500", None)]
+    assert "Traceback" not in capsys.readouterr().err
+    (field / "unlabelled").unlink()
+    (field / "away").rename(field / "unlabelled")
+    assert client.get("/api/frames")[0] == 200  # the server goes on
+
+
+def test_a_request_that_trickles_in_is_cut_at_the_deadline(field, start):
+    client, _, server = start(field)
+    server.request_timeout = 1.0
+    body = json.dumps({"id": ids(field)[0]}).encode()
+    before = tree(field)
+
+    with socket.create_connection((client.host, client.port), timeout=15) as slow:
+        slow.sendall(b"POST /api/discard HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % (client.port, len(body)))
+        for byte in body:  # a byte every 0.2 s, each well within a read's timeout, the whole in 3 s
+            slow.sendall(bytes([byte]))
+            if select.select([slow], [], [], 0.2)[0]:
+                break
+        answer = slow.recv(4096)
+
+    assert answer.startswith(b"HTTP/1.0 408 ")
+    assert answer.endswith(b'{"error": "the request took over 1 s to arrive; send it whole, at once"}')
+    assert tree(field) == before
 
 
 def test_a_host_other_than_loopback_is_refused_unless_allowed(field):

@@ -6,7 +6,7 @@ tree, each atomic, never overwriting. The sidecar goes last both ways, so a fram
 unlabelled/ is whole there. What comes out is the layout `binbot train --data` reads (it skips
 unlabelled/, discarded/ and the sidecars), so sorting the files by hand is just as good.
 
-The server is the stdlib's, on loopback unless told otherwise, since its API moves files:
+The server listens on loopback unless told otherwise, since its API moves files:
   GET  /               the page (label.html: one file, nothing fetched from elsewhere)
   GET  /api/frames     the classes, the frames left (oldest first, with their sidecars' essentials),
                        what this session filed, and the command to run next
@@ -15,8 +15,10 @@ The server is the stdlib's, on loopback unless told otherwise, since its API mov
   POST /api/discard    {"id": ID}: unlabelled/ID.* -> discarded/
   POST /api/undo       {}: the last move of this session, back to unlabelled/
 A POST must say Content-Type: application/json (a form on another site cannot, without a CORS
-preflight this server never grants), and any request must name this server in its Host header, so
-another web page open in the same browser cannot drive it, not even through DNS rebinding.
+preflight this server never grants), and any request must name this machine in its Host header, so
+another web page open in the same browser cannot drive it, not even through DNS rebinding. The
+server is binbot.device.httpguard's, as the daemon's is: a whole request must arrive within its
+deadline, at most a few dozen are answered at once, and a failure is a 500 answer and one log line.
 """
 
 from __future__ import annotations
@@ -27,17 +29,17 @@ import os
 import re
 import shlex
 import signal
-import socket
 import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from binbot import boundedjson
 from binbot.device import kept
+from binbot.device.httpguard import GuardedHandler, GuardedServer, Refused, answer, header_number
 from binbot.device.kept import DISCARDED, NOT_CLASSES, UNLABELLED
 from binbot.errors import BinbotError
 
@@ -45,18 +47,9 @@ PAGE = "label.html"
 DEFAULT_HTTP = "127.0.0.1:8090"
 TOP = 3  # classes shown with bars for each frame
 MAX_BODY = 1024  # bytes: the API's bodies are an id and a class name
-REQUEST_TIMEOUT = 10.0  # seconds a connection may take to send its request
 MAX_CLASS_NAME = 100
 FRAME_PATH = re.compile(rf"/frame/({kept.KEPT_ID.pattern})\.jpg")
 BODY_KEYS = {"/api/file": {"id", "class"}, "/api/discard": {"id"}, "/api/undo": set()}
-
-
-class Refused(Exception):
-    """A request the API turns down: an HTTP status and a message for the user."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -253,32 +246,16 @@ def sidecar_classes(unlabelled: Path, log: Callable[[str], None]) -> list[str]:
     return [name for name in classes if not class_name_problem(name)]
 
 
-class LabelServer(ThreadingHTTPServer):
-    """The page and the API for one Field, a thread per connection."""
+class LabelServer(GuardedServer):
+    """The page and the API for one Field."""
 
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], field: Field, allow_remote: bool = False):
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self.field, self.allow_remote = field, allow_remote
+    def __init__(self, address: tuple[str, int], field: Field):
+        self.field = field
         self.page = resources.files("binbot.train").joinpath(PAGE).read_bytes()
         super().__init__(address, Handler)
 
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
-    def hosts(self) -> set[str]:
-        """The Host headers a request to this server may carry."""
-        host, port = self.server_address[:2]
-        names = {f"[{host}]" if ":" in host else host, "localhost", "127.0.0.1", "[::1]"}
-        return {f"{name}:{port}" for name in names}
-
-
-class Handler(BaseHTTPRequestHandler):
-    timeout = REQUEST_TIMEOUT
+class Handler(GuardedHandler):
     server: LabelServer
 
     def do_GET(self) -> None:
@@ -288,18 +265,10 @@ class Handler(BaseHTTPRequestHandler):
         self._answer(self._post)
 
     def _answer(self, work: Callable[[str], tuple[int, bytes, str]]) -> None:
-        try:
-            self._check_host()
-            status, body, content_type = work(urlsplit(self.path).path)
-        except Refused as refused:
-            status, body, content_type = refused.status, _json({"error": str(refused)}), "application/json"
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "private, max-age=600" if content_type == "image/jpeg" else "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.end_headers()
-        self.wfile.write(body)
+        self.check_host()
+        status, body, content_type = work(urlsplit(self.path).path)
+        answer(self, status, body, content_type,
+               {"Cache-Control": "private, max-age=600" if content_type == "image/jpeg" else "no-store"})
 
     def _get(self, path: str) -> tuple[int, bytes, str]:
         field = self.server.field
@@ -324,10 +293,6 @@ class Handler(BaseHTTPRequestHandler):
             done = field.undo()
         return 200, _json(done), "application/json"
 
-    def _check_host(self) -> None:
-        if not self.server.allow_remote and self.headers.get("Host", "") not in self.server.hosts():
-            raise Refused(403, f"Host {self.headers.get('Host')!r} is not this server; open {self.server.url}")
-
     def _json_body(self, keys: set[str]) -> dict:
         """The request's JSON object, checked: sent by this page or a script, small, with exactly keys, as strings."""
         if self.headers.get_content_type() != "application/json":
@@ -335,22 +300,19 @@ class Handler(BaseHTTPRequestHandler):
         origin = self.headers.get("Origin")  # sent by browsers with every POST; scripts may leave it out
         if origin is not None and origin != f"http://{self.headers.get('Host')}":
             raise Refused(403, f"a request from a page of {origin} is not allowed; use the page this server serves")
-        length = self.headers.get("Content-Length", "")
-        if not length.isdigit():
+        length = header_number(self, "Content-Length")
+        if length is None:
             raise Refused(411, "the body needs a Content-Length")
-        if int(length) > MAX_BODY:
+        if length > MAX_BODY:
             raise Refused(413, f"the body is over {MAX_BODY} bytes")
         try:
-            body = json.loads(self.rfile.read(int(length)) or b"{}")
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise Refused(400, f"the body is not valid JSON ({error})") from None
+            body = boundedjson.parse(self.rfile.read(length) or b"{}", "the body", MAX_BODY)
+        except BinbotError as error:
+            raise Refused(400, str(error)) from None
         if not isinstance(body, dict) or set(body) != keys or not all(isinstance(v, str) for v in body.values()):
             wanted = ", ".join(f'"{key}": "..."' for key in sorted(keys))
             raise Refused(400, f"the body should be {{{wanted}}}")
         return body
-
-    def log_message(self, format: str, *args) -> None:
-        pass  # every move is logged by the Field; a line per request would drown those
 
 
 def _json(data: object) -> bytes:
@@ -365,7 +327,7 @@ def serve(root: Path, http: str = DEFAULT_HTTP, classes: list[str] | None = None
                           "(use 127.0.0.1, or pass --allow-remote on a network you trust)")
     field = open_field(root, classes)
     try:
-        server = LabelServer(address, field, allow_remote)
+        server = LabelServer(address, field)
     except OSError as error:
         raise BinbotError(f"--http {http}: cannot listen ({error.strerror or error})") from None
     state = field.state()
