@@ -5,6 +5,7 @@ import hashlib
 import http.client
 import importlib.util
 import json
+import os
 import re
 import select
 import shutil
@@ -288,6 +289,26 @@ def test_a_frame_with_a_broken_sidecar_is_listed_with_its_problem_and_can_be_fil
     assert state["problems"] == [f"unlabelled/{lonely}.json: its {lonely}.jpg is missing"]
     assert client.post("/api/file", {"id": broken, "class": "paper"})[0] == 200
     assert ids(field, "paper") == [broken]
+
+
+def test_a_fifo_or_a_hostile_sidecar_in_unlabelled_costs_its_frame_not_the_server(field, start):
+    unlabelled = field / "unlabelled"
+    fifo_jpeg, fifo_sidecar, deep = (write_frame(unlabelled, START - timedelta(days=n), SCORES[0]) for n in (1, 2, 3))
+    for path in (unlabelled / f"{fifo_jpeg}.jpg", unlabelled / f"{fifo_sidecar}.json"):
+        path.unlink()
+        os.mkfifo(path)  # reading it would wait for a writer for ever
+    (unlabelled / f"{deep}.json").write_text("[" * 100_000)
+    client, _, _ = start(field)
+
+    status, answer = client.get(f"/frame/{fifo_jpeg}.jpg")
+    _, state = client.get("/api/frames")
+
+    assert status == 500 and answer["error"].endswith(f"{fifo_jpeg}.jpg: not a regular file, where a JPEG was expected")
+    problems = {frame["id"]: frame.get("problem") for frame in state["frames"]}
+    assert problems[fifo_sidecar].endswith("not a regular file, where a JSON file was expected")
+    assert problems[deep].endswith("nested more than 32 levels deep, which no BinBot JSON is")
+    assert f"unlabelled/{fifo_jpeg}.json: its {fifo_jpeg}.jpg is missing" in state["problems"]
+    assert client.post("/api/discard", {"id": deep})[0] == 200
 
 
 def test_a_failure_inside_a_request_is_a_500_answer_and_one_log_line(field, start, caplog, capsys):

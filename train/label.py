@@ -19,6 +19,8 @@ preflight this server never grants), and any request must name this machine in i
 another web page open in the same browser cannot drive it, not even through DNS rebinding. The
 server is binbot.device.httpguard's, as the daemon's is: a whole request must arrive within its
 deadline, at most a few dozen are answered at once, and a failure is a 500 answer and one log line.
+Nothing a file in the field folder can do (a FIFO named like a frame, a sidecar nested 100,000
+deep) blocks the server or ends it: files are read within bounds, and the JPEGs outside its lock.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from binbot import boundedjson
+from binbot import boundedfile, boundedjson
 from binbot.device import kept
 from binbot.device.httpguard import GuardedHandler, GuardedServer, Refused, answer, header_number
 from binbot.device.kept import DISCARDED, NOT_CLASSES, UNLABELLED
@@ -120,10 +122,12 @@ class Field:
         """The JPEG of a frame left to label."""
         with self._lock:
             self._check_left(frame_id)
-            try:
-                return (self.unlabelled / f"{frame_id}.jpg").read_bytes()
-            except OSError as error:
-                raise Refused(500, f"{UNLABELLED}/{frame_id}.jpg: cannot read ({error.strerror or error})") from None
+        try:  # outside the lock, and within bounds: a slow read, or a FIFO, holds up this request alone
+            return boundedfile.read(self.unlabelled / f"{frame_id}.jpg", kept.MAX_JPEG, "a JPEG")
+        except FileNotFoundError:
+            raise Refused(404, f"{frame_id} is not in {UNLABELLED}/ (filed already?)") from None
+        except BinbotError as error:
+            raise Refused(500, str(error)) from None
 
     def file(self, frame_id: str, label: str) -> dict:
         """Move a frame left to label into its class folder."""
