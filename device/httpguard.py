@@ -134,8 +134,8 @@ class GuardedServer(HTTPServer):
             self.shutdown_request(connection.sock)
             self._slots.release()
 
-    def handle_error(self, request, client_address) -> None:
-        log.warning("http: a connection from %s failed and was closed", client_address[0])  # the stdlib prints a traceback
+    def handle_error(self, request, client_address) -> None:  # the stdlib's prints a traceback
+        log.warning("http: a connection from %s failed and was closed", client_address[0])
 
     def get_request(self):
         try:

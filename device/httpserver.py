@@ -49,7 +49,7 @@ def serve(address: tuple[str, int], health: Callable[[], tuple[bool, dict]], met
                 answer(self, 200, metrics(), CONTENT_TYPE_LATEST)
             elif path == "/latest":
                 result = latest()
-                if result is None:
+                if not result:
                     raise Refused(404, "no frame classified yet")
                 answer(self, 200, json.dumps(result).encode(), "application/json")
             elif path in routes:
