@@ -23,13 +23,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
+import stat
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from binbot import boundedjson
 from binbot.device import frames
 from binbot.device.labels import read_labels
 from binbot.device.runtime import Classifier, TensorQuantization
@@ -47,6 +52,10 @@ MODES = ("int8", "float16", "dynamic", "float32")
 # content it is computed from) wherever a bundle enters: nothing else may reach a path.
 ID_PATTERN = re.compile(r"[0-9a-f]{12}")
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+MAX_MANIFEST = 1 << 20  # bytes of bundle.json; binbot convert writes some 10 KB
+INPUT_SIZES = (8, 4096)  # pixels a model's input may have on a side
+MAX_SELFTEST_INPUTS = 256
+NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
 def sha256_file(path: Path) -> str:
@@ -131,11 +140,11 @@ def read_bundle(path: str | Path) -> Bundle:
         raise BinbotError(f"{path}: not a bundle folder (expected a folder made by binbot convert)")
     manifest_path = path / MANIFEST
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = boundedjson.read(manifest_path, MAX_MANIFEST)
     except FileNotFoundError:
         raise BinbotError(f"{manifest_path}: missing; {path} is not a bundle, or an incomplete copy of one") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
-        raise BinbotError(f"{manifest_path}: not readable JSON ({error}); copy the bundle again") from None
+    except BinbotError as error:
+        raise BinbotError(f"{error}; copy the bundle again") from None
     if not isinstance(manifest, dict):
         raise BinbotError(f"{manifest_path}: not a bundle manifest (a JSON object was expected)")
 
@@ -174,15 +183,20 @@ def read_bundle(path: str | Path) -> Bundle:
         expected = np.array(field("selftest.expected", list), dtype=np.float32)
     except (ValueError, TypeError):
         expected = np.zeros(0)
-    if expected.ndim != 2 or expected.shape[1] != len(class_names):
-        raise BinbotError(f"{manifest_path}: selftest.expected is not one row of {len(class_names)} probabilities per input")
+    if expected.ndim != 2 or expected.shape[1] != len(class_names) or not 1 <= len(expected) <= MAX_SELFTEST_INPUTS:
+        raise BinbotError(f"{manifest_path}: selftest.expected is not one row of {len(class_names)} probabilities per "
+                          f"input, for 1 to {MAX_SELFTEST_INPUTS} inputs")
+    height, width = field("input.height", int), field("input.width", int)
+    if not (INPUT_SIZES[0] <= height <= INPUT_SIZES[1] and INPUT_SIZES[0] <= width <= INPUT_SIZES[1]):
+        raise BinbotError(f"{manifest_path}: input {height}x{width} is not a size binbot feeds "
+                          f"({INPUT_SIZES[0]} to {INPUT_SIZES[1]} pixels a side)")
     return Bundle(
         path=path,
         manifest=manifest,
         id=bundle_id_field,
         class_names=class_names,
-        height=field("input.height", int),
-        width=field("input.width", int),
+        height=height,
+        width=width,
         resize_policy=resize_policy,
         mode=field("quantization.mode", str),
         input=_tensor(field, "quantization.input"),
@@ -219,16 +233,27 @@ def load_bundle(path: str | Path, threads: int = 2, report: Callable[[str], None
 
 
 def read_selftest_inputs(bundle: Bundle) -> np.ndarray:
+    """selftest.npz's frames, if they are uint8 frames of the bundle's size: their .npy header is read
+    first, so a file that claims more (or is a zip bomb) never has it decompressed."""
     path = bundle.path / SELFTEST
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            inputs = archive["inputs"]
-    except (OSError, ValueError, KeyError) as error:
-        raise BinbotError(f"{path}: not a readable self-test file ({error})") from None
     wanted = (len(bundle.selftest_expected), bundle.height, bundle.width, 3)
-    if inputs.shape != wanted or inputs.dtype != np.uint8:
-        raise BinbotError(f"{path}: holds {inputs.dtype} inputs of shape {inputs.shape}, expected uint8 {wanted}")
-    return inputs
+    size = math.prod(wanted)
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("inputs.npy") as member:  # what np.savez writes
+            version = np.lib.format.read_magic(member)
+            if version not in NPY_HEADERS:
+                raise ValueError(f".npy format {version} is not one numpy writes for uint8 frames")
+            shape, fortran_order, dtype = NPY_HEADERS[version](member)
+            if shape != wanted or dtype != np.uint8 or fortran_order:
+                raise BinbotError(f"{path}: holds {dtype} inputs of shape {shape}, expected uint8 {wanted}")
+            data = member.read(size + 1)
+    except KeyError:
+        raise BinbotError(f"{path}: has no inputs.npy; not a self-test file binbot convert wrote") from None
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as error:
+        raise BinbotError(f"{path}: not a readable self-test file ({error}); copy the bundle again") from None
+    if len(data) != size:
+        raise BinbotError(f"{path}: holds {len(data):,} bytes of frames, expected {size:,}; copy the bundle again")
+    return np.frombuffer(data, np.uint8).reshape(wanted)
 
 
 def run_selftest(classifier: Classifier, inputs: np.ndarray, expected: np.ndarray, tolerance: float,
@@ -281,8 +306,17 @@ def _check_checksums(bundle: Bundle) -> None:
     listed = bundle.manifest["files"]  # its form was checked by read_bundle
     for name in FILES:
         path = bundle.path / name
-        if not path.is_file():
-            raise BinbotError(f"{path}: missing from the bundle; copy the bundle again")
+        try:
+            found = path.stat()
+        except FileNotFoundError:
+            raise BinbotError(f"{path}: missing from the bundle; copy the bundle again") from None
+        except OSError as error:
+            raise BinbotError(f"{path}: cannot read ({error.strerror or error})") from None
+        if not stat.S_ISREG(found.st_mode):
+            raise BinbotError(f"{path}: not a regular file; copy the bundle again")
+        if found.st_size != listed[name]["bytes"]:
+            raise BinbotError(f"{path}: {found.st_size:,} bytes where {MANIFEST} says {listed[name]['bytes']:,}; "
+                              "copy the bundle again")
         expected = listed[name]["sha256"]
         if sha256_file(path) != expected:
             raise BinbotError(

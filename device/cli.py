@@ -42,16 +42,21 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def describe(manifest: dict, path: Path) -> str:
-    """A bundle.json as a few lines a person can read."""
+    """A bundle.json as a few lines a person can read.
+
+    The fields read_bundle checked are read as they are; the others (provenance, validation figures,
+    tools) are shown as "?" where they are missing or of the wrong type, since a bundle describes itself.
+    """
     shape, quant = manifest["input"], manifest["quantization"]
-    source, tools, val = manifest.get("source", {}), manifest.get("tools", {}), manifest.get("validation", {})
+    source, tools, val = (_table(manifest.get(key)) for key in ("source", "tools", "validation"))
+    calibration, selftest = _table(manifest.get("calibration")), manifest["selftest"]
     classes = manifest["class_names"]
 
     def tensor(t: dict) -> str:
         return f"{t['dtype']}" + (f" (scale {t['scale']:.6g}, zero point {t['zero_point']})" if t["scale"] else "")
 
     lines = [
-        f"bundle {path}: id {manifest['id']}, format {manifest['format_version']}, made {manifest.get('created', '?')}",
+        f"bundle {path}: id {manifest['id']}, format {manifest['format_version']}, made {_text(manifest.get('created'))}",
         f"  classes      {len(classes)}: {', '.join(classes)}",
         f"  input        {shape['height']}x{shape['width']} {shape['color_order']}, resize {shape['resize_policy']}, "
         f"tensor {tensor(quant['input'])}",
@@ -60,28 +65,52 @@ def describe(manifest: dict, path: Path) -> str:
     ]
     for n, layer in enumerate(quant.get("float_layers") or []):
         error = layer.get("rounding_error")
-        lines.append(f"  {'float layers' if n == 0 else '':<12} {layer['name']} ({layer.get('op', '?')}"
-                     f"{'' if error is None else f', rounding error {error:.2f} steps'})")
+        rounding = "" if error is None else f", rounding error {_number(error, '.2f')} steps"
+        lines.append(f"  {'float layers' if n == 0 else '':<12} {layer['name']} ({_text(layer.get('op'))}{rounding})")
     for n, (name, file) in enumerate(manifest["files"].items()):
         label = "files" if n == 0 else ""
         lines.append(f"  {label:<12} {name:<13} {file['bytes']:>11,} bytes  sha256 {file['sha256']}")
-    lines.append(f"  source       {source.get('checkpoint', '?')} (sha256 {source.get('sha256', '?')[:16]}...)")
-    if manifest.get("calibration"):
-        lines.append(f"  calibration  {manifest['calibration']['images']} images from {manifest['calibration']['data']}")
-    if val:
+    lines.append(f"  source       {_text(source.get('checkpoint'))} (sha256 {_text(source.get('sha256'))[:16]}...)")
+    if "calibration" in manifest and not calibration:
+        lines.append("  calibration  ?")
+    elif calibration:
+        lines.append(f"  calibration  {_number(calibration.get('images'), 'd')} images from "
+                     f"{_text(calibration.get('data'))}")
+    if "validation" in manifest and not val:
+        lines.append("  validation   ?")
+    elif val:
+        drop = val.get("accuracy_drop_points")
         lines.append(
-            f"  validation   {val['images']} images from {val['data']}: keras {val['keras_accuracy']:.2%}, "
-            f"tflite {val['tflite_accuracy']:.2%} (drop {val['accuracy_drop_points'] + 0.0:.2f} points"
-            f"{', beyond --max-drop, allowed' if val.get('drop_allowed') else ''}), "
-            f"agreement {val['agreement']:.2%}, max probability diff {val['max_probability_difference']:.4f}"
+            f"  validation   {_number(val.get('images'), 'd')} images from {_text(val.get('data'))}: "
+            f"keras {_number(val.get('keras_accuracy'), '.2%')}, tflite {_number(val.get('tflite_accuracy'), '.2%')} "
+            f"(drop {_number(drop if drop is None else drop + 0.0, '.2f')} points"
+            f"{', beyond --max-drop, allowed' if val.get('drop_allowed') is True else ''}), "
+            f"agreement {_number(val.get('agreement'), '.2%')}, "
+            f"max probability diff {_number(val.get('max_probability_difference'), '.4f')}"
         )
-    selftest = manifest["selftest"]
+    shown_classes = selftest.get("classes")
+    shown_classes = shown_classes if isinstance(shown_classes, list) else []
     lines.append(
-        f"  self-test    {len(selftest['expected'])} inputs ({', '.join(selftest.get('classes', []))}), "
-        f"tolerance {selftest['tolerance']:.4g} (reference kernels differed by {selftest.get('reference_kernels_difference', 0):.4g})"
+        f"  self-test    {len(selftest['expected'])} inputs ({', '.join(map(_text, shown_classes))}), "
+        f"tolerance {selftest['tolerance']:.4g} (reference kernels differed by "
+        f"{_number(selftest.get('reference_kernels_difference', 0), '.4g')})"
     )
-    lines.append(f"  tools        {', '.join(f'{k} {v}' for k, v in tools.items())}")
+    lines.append(f"  tools        {', '.join(f'{k} {_text(v)}' for k, v in tools.items()) or '?'}")
     return "\n".join(lines)
+
+
+def _table(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else "?"
+
+
+def _number(value: object, spec: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (spec == "d" and not isinstance(value, int)):
+        return "?"
+    return format(value, spec)
 
 
 def _float_layers_why(quant: dict, validation: dict) -> str:
@@ -92,7 +121,7 @@ def _float_layers_why(quant: dict, validation: dict) -> str:
     count = f"{len(layers)} layer{'s' if len(layers) > 1 else ''} in float"
     if quant.get("float_layers_chosen") == "automatic":
         drop = quant.get("full_int8_drop_points")
-        return (f", {count} (chosen automatically: full int8 lost {'?' if drop is None else f'{drop:.2f}'} points, "
-                f"more than --max-drop {validation.get('max_drop_points', '?')}; "
+        return (f", {count} (chosen automatically: full int8 lost {_number(drop, '.2f')} points, "
+                f"more than --max-drop {_number(validation.get('max_drop_points'), 'g')}; "
                 f"kept the fewest layers with the largest rounding error that bring it within)")
     return f", {count} (chosen by hand with --float-layers)"

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from binbot import boundedfile
 from binbot.errors import BinbotError
+
+
+MAX_LABELS = 1 << 20  # bytes; a thousand class names take some 20 KB
 
 
 def read_labels(path: str | Path) -> list[str]:
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = boundedfile.read(path, MAX_LABELS).decode("utf-8").splitlines()
     except FileNotFoundError:
         raise BinbotError(f"{path}: labels file not found") from None
+    except UnicodeDecodeError as error:
+        raise BinbotError(f"{path}: not UTF-8 text (byte {error.start}); labels are written as UTF-8") from None
     labels = [line.strip() for line in lines if line.strip()]
     if len(labels) < 2:
         raise BinbotError(f"{path}: has {len(labels)} label(s); a classifier needs at least 2")

@@ -37,7 +37,9 @@ class Reloader:
     def _run(self, serving: str) -> None:
         try:
             self._incoming = self._load()
-        except BinbotError as error:
+        except Exception as error:  # noqa: BLE001 - whatever the bundle does, the old model serves on and says why
+            if not isinstance(error, BinbotError):
+                error = f"{type(error).__name__}: {error} (a bundle binbot could not read; please report it)"
             self.error = f"{datetime.now(timezone.utc).isoformat(timespec='milliseconds')}: {error}"
             self._metrics.errors.labels("reload").inc()
             self._metrics.reloads.labels("failed").inc()

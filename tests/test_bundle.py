@@ -1,16 +1,21 @@
 """The device side of a bundle: loading, verifying, refusing, classifying, inspecting. No TensorFlow needed."""
 
+import hashlib
+import io
 import json
+import os
 import re
 import shutil
 import sys
+import zipfile
 
 import numpy as np
 import pytest
 
 from binbot.cli import main
 from binbot.device import runtime
-from binbot.device.bundle import FORMAT_VERSION, MANIFEST, MODEL, SELFTEST, load_bundle, manifest_checksum, read_bundle
+from binbot.device.bundle import (FORMAT_VERSION, LABELS, MANIFEST, MODEL, SELFTEST, bundle_id, load_bundle,
+                                  manifest_checksum, read_bundle)
 from binbot.device.runtime import Classifier
 from binbot.errors import BinbotError
 from helpers import run_without_tensorflow
@@ -121,6 +126,63 @@ def test_relabelled_classes_are_refused(bundle):
 
     with pytest.raises(BinbotError, match=r"labels.txt: lists \['can', 'bottle', 'paper'\], but bundle.json says"):
         load_bundle(bundle)
+
+
+def forge_file(bundle, name, data):
+    """Replace one of the bundle's files as a forger would: its entry, the id and bundle.json's checksum recomputed."""
+    (bundle / name).write_bytes(data)
+
+    def change(manifest):
+        manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        manifest["id"] = bundle_id(manifest["files"][MODEL]["sha256"], manifest["files"][LABELS]["sha256"])
+    rewrite_manifest(bundle, change)
+
+
+def npz_claiming(shape):
+    """A selftest.npz whose inputs.npy header says shape, with a few bytes of frames after it."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as npz:
+        npz.writestr("inputs.npy", header.getvalue() + bytes(1000))
+    return archive.getvalue()
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda b: forge_file(b, LABELS, "bottle\ncan\npaper\n".encode("utf-16")), "labels.txt: not UTF-8 text (byte 0)"),
+    (lambda b: ((b / LABELS).unlink(), (b / LABELS).mkdir()), "labels.txt: a folder, where a file was expected"),
+    (lambda b: ((b / LABELS).unlink(), os.mkfifo(b / LABELS)), "labels.txt: not a regular file"),
+    (lambda b: ((b / MODEL).unlink(), os.mkfifo(b / MODEL)), "model.tflite: not a regular file"),
+    (lambda b: (b / MANIFEST).write_text("[" * 200_000), "bundle.json: nested more than 32 levels deep"),
+    (lambda b: (b / MANIFEST).write_text('{"format_version": ' + "1" * 5000 + "}"), "a number of 5,000 digits"),
+    (lambda b: forge_file(b, SELFTEST, b"not a zip at all"), "selftest.npz: not a readable self-test file"),
+    (lambda b: forge_file(b, SELFTEST, b"PK\x03\x04 and then no zip"), "selftest.npz: not a readable self-test file"),
+    (lambda b: forge_file(b, SELFTEST, npz_claiming((4, 100_000, 100_000, 3))),
+     "selftest.npz: holds uint8 inputs of shape (4, 100000, 100000, 3), expected uint8 (4, 32, 32, 3)"),
+    (lambda b: forge_file(b, SELFTEST, npz_claiming((4, 32, 32, 3))), "selftest.npz: holds 1,000 bytes of frames"),
+])
+def test_a_damaged_or_hostile_bundle_is_a_one_line_error_in_inspect(bundle, capsys, damage, problem):
+    damage(bundle)
+
+    assert main(["bundle", "inspect", str(bundle)]) == 1
+
+    err = capsys.readouterr().err
+    assert err.startswith(f"binbot bundle: error: {bundle}/") and problem in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("field, value", [
+    ("validation", "very good"), ("validation", {"images": "many", "keras_accuracy": "high", "drop_allowed": 1}),
+    ("source", [1, 2]), ("source", {"checkpoint": 7, "sha256": 12345}), ("tools", "all of them"),
+    ("tools", {"tensorflow": ["2", "21"]}), ("calibration", 5), ("calibration", {"images": 1.5, "data": None}),
+    ("created", {"when": "now"}),
+])
+def test_inspect_shows_a_wrongly_typed_optional_field_as_unknown(bundle, capsys, field, value):
+    rewrite_manifest(bundle, lambda m: m.update({field: value}))
+
+    assert main(["bundle", "inspect", str(bundle)]) == 0
+
+    out = capsys.readouterr().out
+    assert "?" in out and "verifies; ready to serve" in out
 
 
 def test_a_missing_file_is_refused(bundle):

@@ -113,6 +113,48 @@ def test_sighup_switches_to_a_good_bundle_without_a_gap_and_keeps_the_old_on_a_c
     assert "reload failed, still serving model" in daemon.log.read_text()
 
 
+def test_a_reload_that_fails_in_a_new_way_reports_the_new_reason(start_daemon, small_cnn_bundles, image_folder,
+                                                                   tmp_path):
+    """deploy waits for reload_error to change: each failed reload must say its own reason, whatever broke."""
+    old = read_bundle(small_cnn_bundles["int8"])
+    corrupt, unreadable = (shutil.copytree(old.path, tmp_path / name) for name in ("corrupt", "unreadable"))
+    (corrupt / MODEL).write_bytes(b"not a model")
+    (unreadable / "labels.txt").write_bytes("bottle\ncan\npaper\n".encode("utf-16"))
+    current = tmp_path / "current"
+    current.symlink_to(old.path)
+    daemon = start_daemon("--bundle", str(current), "--source", f"replay:{image_folder}")
+    wait_for("serving", lambda: daemon.health()[0] == 200)
+
+    switch_to(current, corrupt)
+    daemon.process.send_signal(signal.SIGHUP)
+    first = wait_for("the first reload error", lambda: daemon.health()[1]["reload_error"])
+    switch_to(current, unreadable)
+    daemon.process.send_signal(signal.SIGHUP)
+    second = wait_for("a second, different reload error", lambda: (e := daemon.health()[1]["reload_error"]) != first and e)
+
+    assert "labels.txt: not UTF-8 text" in second
+    assert daemon.health()[1]["model"] == old.id
+    assert daemon.stop() == 0 and "Traceback" not in daemon.log.read_text()
+
+
+def test_the_reloader_reports_any_failure_of_a_load_and_stays_ready_for_the_next():
+    import zlib
+
+    from binbot.device.metrics import Metrics
+    from binbot.device.reload import Reloader
+
+    def load():
+        raise zlib.error("Error -3 while decompressing data: invalid block type")
+
+    logged = []
+    reloader = Reloader(load, Metrics(), logged.append)
+    reloader.start("0123456789ab")
+    wait_for("the reload to fail", lambda: reloader.error)
+
+    assert "error: Error -3 while decompressing data" in reloader.error and reloader.take() is None
+    assert logged and logged[-1].startswith("reload failed, still serving model 0123456789ab: error: Error -3")
+
+
 def switch_to(link, target):
     """Repoint a symlink atomically, as a deploy does."""
     fresh = link.with_name(link.name + ".new")
