@@ -4,19 +4,18 @@ Everything BinBot reads as JSON from a file or a peer it does not control (a bun
 a kept frame's sidecar, a Pi's /healthz answer, the label page's POST bodies) goes through here:
 at most max_bytes of UTF-8, nested at most MAX_DEPTH deep, each number at most MAX_NUMBER
 characters and finite. Anything else is a BinbotError "WHERE: problem" in one line, never a
-RecursionError or ValueError from inside the parser, and a FIFO or a device named like a JSON file
-is refused instead of read (a FIFO would block the reader until someone writes to it).
+RecursionError or ValueError from inside the parser; files are read through binbot.boundedfile, so
+a FIFO or a device named like a JSON file is refused instead of read.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import stat
 from pathlib import Path
 
+from binbot import boundedfile
 from binbot.errors import BinbotError
 
 MAX_DEPTH = 32  # BinBot's own files nest 4 deep at most
@@ -46,25 +45,7 @@ def parse(data: bytes | str, where: str, max_bytes: int) -> object:
 
 def read(path: Path, max_bytes: int) -> object:
     """The JSON file at path, read within bounds; FileNotFoundError if it is not there, else BinbotError."""
-    path = Path(path)
-    try:
-        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, for ever.
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise
-    except OSError as error:
-        raise BinbotError(f"{path}: cannot read ({error.strerror or error})") from None
-    mode = os.fstat(descriptor).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(descriptor)
-        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
-        raise BinbotError(f"{path}: {kind}, where a JSON file was expected")
-    with os.fdopen(descriptor, "rb") as file:
-        try:
-            data = file.read(max_bytes + 1)
-        except OSError as error:
-            raise BinbotError(f"{path}: cannot read ({error.strerror or error})") from None
-    return parse(data, str(path), max_bytes)
+    return parse(boundedfile.read(path, max_bytes, "a JSON file"), str(path), max_bytes)
 
 
 def nesting(text: str) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from binbot import boundedjson
+from binbot import boundedfile, boundedjson
 from binbot.errors import BinbotError
 
 FORMAT = 1
@@ -150,10 +150,10 @@ def jpeg_matches(frame: KeptFrame, jpeg: Path) -> bool:
 
 
 def file_digest(path: Path) -> tuple[int, str] | None:
-    """A file's size and sha256 (hex), or None if it cannot be read."""
+    """A kept JPEG's size and sha256 (hex), or None if it cannot be read as one (missing, too big, not a file)."""
     try:
-        data = Path(path).read_bytes()
-    except OSError:
+        data = boundedfile.read(Path(path), MAX_JPEG, "a JPEG")
+    except (OSError, BinbotError):
         return None
     return len(data), hashlib.sha256(data).hexdigest()
 

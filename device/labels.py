@@ -14,7 +14,7 @@ MAX_LABELS = 1 << 20  # bytes; a thousand class names take some 20 KB
 def read_labels(path: str | Path) -> list[str]:
     path = Path(path)
     try:
-        lines = boundedfile.read(path, MAX_LABELS).decode("utf-8").splitlines()
+        lines = boundedfile.read(path, MAX_LABELS, "a labels file").decode("utf-8").splitlines()
     except FileNotFoundError:
         raise BinbotError(f"{path}: labels file not found") from None
     except UnicodeDecodeError as error:

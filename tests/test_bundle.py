@@ -150,7 +150,7 @@ def npz_claiming(shape):
 
 @pytest.mark.parametrize("damage, problem", [
     (lambda b: forge_file(b, LABELS, "bottle\ncan\npaper\n".encode("utf-16")), "labels.txt: not UTF-8 text (byte 0)"),
-    (lambda b: ((b / LABELS).unlink(), (b / LABELS).mkdir()), "labels.txt: a folder, where a file was expected"),
+    (lambda b: ((b / LABELS).unlink(), (b / LABELS).mkdir()), "labels.txt: a folder, where a labels file was expected"),
     (lambda b: ((b / LABELS).unlink(), os.mkfifo(b / LABELS)), "labels.txt: not a regular file"),
     (lambda b: ((b / MODEL).unlink(), os.mkfifo(b / MODEL)), "model.tflite: not a regular file"),
     (lambda b: (b / MANIFEST).write_text("[" * 200_000), "bundle.json: nested more than 32 levels deep"),
