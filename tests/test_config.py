@@ -60,7 +60,11 @@ def run_refused(capsys, *args):
 
 @pytest.mark.parametrize("make, message", [
     (lambda path: path.write_bytes('bundle = "caf\xe9"\n'.encode("latin-1")), "not UTF-8 text"),
-    (lambda path: path.mkdir(), "is a folder, not a file"),
+    (lambda path: path.mkdir(), "a folder, where the config file was expected"),
+    (lambda path: os.mkfifo(path), "not a regular file, where the config file was expected"),
+    (lambda path: path.write_text("bundle = " + "[" * 100_000 + "]" * 100_000), "nested deeper than any config file"),
+    (lambda path: path.write_text("window = " + "1" * 5000), "not a config file binbot reads (Exceeds the limit"),
+    (lambda path: path.write_text("# " + "x" * (2 << 20)), "over 1,048,576 bytes"),
 ])
 def test_an_unreadable_config_file_is_one_line_naming_it(tmp_path, capsys, make, message):
     path = tmp_path / "binbot.toml"
@@ -78,7 +82,7 @@ def test_a_config_path_through_a_file_is_one_line_naming_it(tmp_path, capsys):
 
     code, err = run_refused(capsys, "--config", str(path))
 
-    assert code == 1 and err.startswith(f"binbot run: error: {path}: cannot read the config file")
+    assert code == 1 and err.startswith(f"binbot run: error: {path}: cannot read (Not a directory)")
     assert len(err.splitlines()) == 1
 
 
@@ -89,7 +93,7 @@ def test_a_config_file_without_read_permission_is_one_line_naming_it(tmp_path, c
 
     code, err = run_refused(capsys, "--config", str(path))
 
-    assert code == 1 and err == f"binbot run: error: {path}: cannot read the config file: permission denied"
+    assert code == 1 and err == f"binbot run: error: {path}: cannot read (Permission denied)"
 
 
 @pytest.mark.parametrize("text, message", [
