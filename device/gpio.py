@@ -30,6 +30,8 @@ SETTLE = 0.3  # seconds the servo is given to reach rest on close, before it is 
 DEFAULT = "default"
 INSTALL = "pip install 'binbot[pi]' (on a Pi: sudo apt install python3-gpiozero)"
 SKIP_REASONS = ("cooldown", "confidence", "unconfigured")
+# Seconds, at most: a flap held open or a relay left on longer than this is a typo, not a wish.
+MOST_SECONDS = {"cooldown": 3600.0, "hold": 60.0, "pulse.seconds": 60.0}
 
 TOP_KEYS = {"cooldown": float, "hold": float, "dry_run": bool, "servo": dict, "classes": dict, DEFAULT: dict}
 SERVO_KEYS = {"pin": str, "min_angle": float, "max_angle": float, "min_pulse_width": float,
@@ -80,8 +82,8 @@ def read_gpio(table: dict, where: str, class_names: list[str] | None = None) -> 
     """The [gpio] table of the file where, checked strictly; class names too, when the bundle's are known."""
     top = _values(table, TOP_KEYS, where, "gpio")
     for key in ("cooldown", "hold"):
-        if top.get(key, 0.0) < 0:
-            raise BinbotError(f"{where}: [gpio] {key} = {top[key]:g}: must not be negative")
+        if not 0 <= top.get(key, 0.0) <= MOST_SECONDS[key]:
+            raise BinbotError(f"{where}: [gpio] {key} = {top[key]:g}: must be between 0 and {MOST_SECONDS[key]:g} seconds")
     servo = _read_servo(top["servo"], where) if "servo" in top else None
     tables = {f"gpio.classes.{name}": (name, value) for name, value in top.get("classes", {}).items()}
     if DEFAULT in top:
@@ -119,8 +121,9 @@ def _read_action(raw: object, label: str, servo: Servo | None, pins: dict, where
         _check_angle(servo, values["angle"], where, name, "angle")
     if pulse:
         _claim(pins, pulse["pin"], f"[{name}] pulse.pin", where)
-        if pulse["seconds"] <= 0:
-            raise BinbotError(f"{where}: [{name}] pulse.seconds = {pulse['seconds']:g}: must be above 0")
+        if not 0 < pulse["seconds"] <= MOST_SECONDS["pulse.seconds"]:
+            raise BinbotError(f"{where}: [{name}] pulse.seconds = {pulse['seconds']:g}: must be above 0 and at most "
+                              f"{MOST_SECONDS['pulse.seconds']:g}")
     if not 0 <= values.get("confidence", 0.0) <= 1:
         raise BinbotError(f"{where}: [{name}] confidence = {values['confidence']:g}: must be between 0 and 1")
     if "angle" not in values and not pulse:
@@ -210,15 +213,19 @@ class GpioActions(Output):
             return
         start = time.monotonic()
         pin = self.pins.get(action.pulse_pin)
-        if action.angle is not None:
-            self.servo.angle = action.angle
-        if pin is not None:
-            pin.on()
-            self._stop.wait(action.pulse_seconds)
-            pin.off()
-        self._stop.wait(max(0.0, start + s.hold - time.monotonic()))
-        if self.servo is not None:
-            self.servo.angle = s.servo.rest
+        try:
+            if action.angle is not None:
+                self.servo.angle = action.angle
+            if pin is not None:
+                try:
+                    pin.on()
+                    self._stop.wait(action.pulse_seconds)
+                finally:  # whatever failed, a relay is never left on
+                    pin.off()
+            self._stop.wait(max(0.0, start + s.hold - time.monotonic()))
+        finally:  # nor the flap away from rest
+            if self.servo is not None:
+                self.servo.angle = s.servo.rest
 
     def health(self) -> dict:
         return {"dry_run": self.settings.dry_run, "busy": time.monotonic() < self._busy_until}

@@ -83,6 +83,23 @@ def test_an_event_turns_the_servo_to_its_angle_pulses_the_pin_and_returns_to_res
     gpio.close()
 
 
+def test_an_action_that_fails_midway_still_turns_the_pin_off_and_the_servo_to_rest(mock_pins):
+    lines = []
+    gpio, metrics = gpio_output(log=lines.append)
+    errors = lambda: metrics.registry.get_sample_value("binbot_output_errors_total", {"output": "gpio"})
+
+    def broken_wait(seconds):  # as a wait of 1e10 s did: OverflowError, with the relay on and the flap open
+        raise OverflowError("timeout value is too large")
+    gpio._stop.wait = broken_wait
+    gpio.event({"label": "bottle", "confidence": 0.9})
+
+    wait_for("the failure to be counted", lambda: errors() == 1)
+    assert angles(mock_pins, gpio)[-2:] == [60, 0] and gpio.servo.angle == 0
+    assert [state for _, state in mock_pins.pin(27).states] == [False, True, False]
+    assert any("gpio: failed (OverflowError: timeout value is too large); going on" in line for line in lines)
+    gpio.close()
+
+
 def test_an_event_within_the_cooldown_is_skipped_and_counted(mock_pins):
     lines = []
     gpio, metrics = gpio_output(log=lines.append)
@@ -159,7 +176,10 @@ def test_a_class_without_a_table_of_its_own_gets_the_default_counted_as_itself(m
     ({"default": {"angle": "up"}}, "[gpio.default] angle should be a float, not 'up'"),
     ({"classes": {"can": {}}}, "[gpio.classes.can]: nothing to do"),
     ({"hold": float("inf")}, "[gpio] hold = inf: must be a finite number"),
-    ({"cooldown": -1}, "[gpio] cooldown = -1: must not be negative"),
+    ({"cooldown": -1}, "[gpio] cooldown = -1: must be between 0 and 3600 seconds"),
+    ({"hold": 1e10}, "[gpio] hold = 1e+10: must be between 0 and 60 seconds"),
+    ({"classes": {"can": {"pulse": {"pin": "GPIO27", "seconds": 1e10}}}},
+     "[gpio.classes.can] pulse.seconds = 1e+10: must be above 0 and at most 60"),
 ])
 def test_a_bad_table_is_refused_naming_the_file_table_and_key(change, message):
     with pytest.raises(BinbotError) as refused:
