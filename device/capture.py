@@ -79,8 +79,10 @@ class Capture:
         self._thread.start()
 
     def stop(self, timeout: float) -> None:
+        """Stop reading and wait up to timeout for the thread; a capture never started just stops."""
         self._stop.set()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         backoff = FIRST_BACKOFF

@@ -161,10 +161,20 @@ class LatestResult(Output):
 
 def build_outputs(config: RunConfig, metrics: Metrics, log: Callable[[str], None]) -> tuple[Outputs, LatestResult]:
     """The outputs the settings ask for, and the /latest one every daemon has."""
+    latest = LatestResult()
+    outputs: list[Output] = [latest]
+    try:
+        _add_configured(outputs, config, metrics, log)
+    except BaseException:  # one that cannot start: those already open (pins, files, a broker) are let go
+        Outputs(outputs, metrics, log).close()
+        raise
+    return Outputs(outputs, metrics, log), latest
+
+
+def _add_configured(outputs: list[Output], config: RunConfig, metrics: Metrics, log: Callable[[str], None]) -> None:
     from binbot.device.jsonlines import JsonLinesOutput
 
-    latest = LatestResult()
-    outputs: list[Output] = [latest, JsonLinesOutput("events", config.events, metrics, log)]
+    outputs.append(JsonLinesOutput("events", config.events, metrics, log))
     if config.results:
         outputs.append(JsonLinesOutput("results", config.results, metrics, log))
     if config.view and config.http_address is not None:  # the live view lives on the HTTP server
@@ -183,4 +193,3 @@ def build_outputs(config: RunConfig, metrics: Metrics, log: Callable[[str], None
         from binbot.device.keep import keep_output
 
         outputs.append(keep_output(config, metrics, log))
-    return Outputs(outputs, metrics, log), latest

@@ -4,6 +4,7 @@ daemon itself turning the servo for what a replayed camera shows."""
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import tomllib
@@ -18,6 +19,7 @@ from binbot.device.config import load_config
 from binbot.device.daemon import Daemon
 from binbot.device.gpio import GpioActions, read_gpio
 from binbot.device.metrics import Metrics
+from binbot.device.outputs import build_outputs
 from binbot.device.source import open_source
 from binbot.errors import BinbotError
 from helpers import run_daemon, wait_for
@@ -229,6 +231,36 @@ def test_the_daemon_turns_the_servo_to_each_class_the_camera_shows(mock_pins, sm
         assert set(wanted.values()) <= set(angles(mock_pins, gpio))
 
     assert run_daemon(daemon, check) == 0
+
+
+def test_a_port_in_use_is_a_one_line_error_and_the_outputs_opened_are_released(mock_pins, small_cnn_bundles, tmp_path):
+    bundle = read_bundle(small_cnn_bundles["int8"])
+    config_file = tmp_path / "binbot.toml"
+    config_file.write_text(CONFIG.format(bundle=bundle.path))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = load_config(config_file, {"http": f"127.0.0.1:{port}", "events": os.devnull})
+        daemon = Daemon(config, open_source("selftest:", bundle.height, bundle.width, bundle=bundle.path))
+
+        with pytest.raises(BinbotError, match=rf"http 127\.0\.0\.1:{port}: cannot listen \(Address already in use\)"):
+            daemon.run()
+
+    gpio = next(output for output in daemon.outputs.outputs if output.name == "gpio")
+    assert gpio.servo.closed and all(pin.closed for pin in gpio.pins.values())
+
+
+def test_an_output_that_cannot_start_releases_those_opened_before_it(mock_pins, small_cnn_bundles, tmp_path):
+    bundle = read_bundle(small_cnn_bundles["int8"])
+    config_file = tmp_path / "binbot.toml"
+    config_file.write_text(CONFIG.format(bundle=bundle.path) + "[keep]\nband_low = 0.9\nband_high = 0.1\n")
+    config = load_config(config_file, {"http": "off", "events": os.devnull})
+
+    with pytest.raises(BinbotError, match=r"\[keep\]: band_low = 0.9 is above band_high"):
+        build_outputs(config, Metrics(), lambda line: None)
+
+    DigitalOutputDevice("GPIO27").close()  # free again: the [gpio] output opened before [keep] failed let it go
 
 
 def test_the_readmes_example_table_is_read_as_written():
