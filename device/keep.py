@@ -13,8 +13,11 @@ so a reference is kept, not a copy. Each frame is written as in binbot.device.ke
 the source's resolution, then `<id>.json`, each through a temporary name and a rename, so a frame
 whose sidecar is visible is complete. Limits per hour and per day (seeded from the ids already on
 disk, so a restart cannot bypass them) and a disk quota (the oldest frames evicted first) bound
-what is kept; a failed write (a full disk, a read-only folder) pauses keeping for a few seconds,
-never classifying.
+what is kept. Kept frames never take the last of their filesystem: keeping leaves min_free_mb free
+(by default what journald keeps free, 15% of the filesystem up to 4 GB, so the journal and the
+events file on the same card are never starved), evicting its own oldest frames to stay within it
+and skipping frames (counted as "disk") when even that would not. A failed write (a full disk, a
+read-only folder) pauses keeping for a few seconds, never classifying.
 """
 
 from __future__ import annotations
@@ -48,7 +51,9 @@ QUEUE = 8  # frames waiting for the keeper's thread before the oldest is dropped
 RETRY = 5.0  # seconds keeping pauses after a failed write, before it tries again
 LOG_EVERY = 60.0  # seconds between log lines about a failure that goes on
 LIMITS = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
-SKIPS = ("hour", "day", "failing")  # why a frame chosen for keeping was not kept
+SKIPS = ("hour", "day", "disk", "failing")  # why a frame chosen for keeping was not kept
+# journald's default SystemKeepFree: the room it leaves on a filesystem before it stops writing.
+KEEP_FREE_SHARE, KEEP_FREE_MOST = 0.15, 4 << 30
 
 
 @dataclass(frozen=True)
@@ -63,12 +68,13 @@ class KeepSettings:
     per_hour: int = 60
     per_day: int = 500
     quota_mb: float = 500.0  # megabytes (10^6 bytes) of kept frames; beyond it the oldest are deleted
+    min_free_mb: float | None = None  # megabytes left free on the filesystem; None: default_free_margin()
     jpeg_quality: int = 90
 
 
 TYPES = {"str": str, "float": float, "float | None": float, "bool": bool, "int": int}
 BOUNDS = {"band_low": (0.0, 1.0), "band_high": (0.0, 1.0), "sample": (0.0, 1.0), "interval": (0.1, 86400.0),
-          "per_hour": (1, 100_000), "per_day": (1, 100_000), "quota_mb": (0.001, 1_000_000.0), "jpeg_quality": (1, 100)}
+          "per_hour": (1, 100_000), "per_day": (1, 100_000), "quota_mb": (0.001, 1_000_000.0), "min_free_mb": (0.0, 1_000_000.0), "jpeg_quality": (1, 100)}
 
 
 def read_settings(table: dict, where: str, threshold: float) -> KeepSettings:
@@ -97,6 +103,11 @@ def read_settings(table: dict, where: str, threshold: float) -> KeepSettings:
         raise BinbotError(f"{where}: [keep]: band_low = {settings.band_low:g} is above band_high = "
                           f"{settings.band_high:g} (band_high defaults to the threshold, {threshold:g})")
     return settings
+
+
+def default_free_margin(filesystem_bytes: int) -> int:
+    """The bytes keeping leaves free unless min_free_mb says otherwise: what journald leaves by default."""
+    return int(min(KEEP_FREE_SHARE * filesystem_bytes, KEEP_FREE_MOST))
 
 
 def _shown(number: float) -> str:
@@ -284,7 +295,8 @@ class KeepOutput(Output):
         self.error = ""
         self._paused_until = -float("inf")
         self._logged_at = -float("inf")
-        self._limited: str | None = None
+        self._limited: str | None = None  # the limit frames are being skipped for: hour, day or disk
+        self._disk_note = ""
         self._skipped_since_error = 0
         self._prepared = False
         since = self._now() - LIMITS["day"]
@@ -345,12 +357,15 @@ class KeepOutput(Output):
                                                             for name, p in seen.scores.items()},
             item=result["item"], reasons=reasons, width=int(width), height=int(height),
             jpeg_sha256=hashlib.sha256(data).hexdigest(), jpeg_size=len(data), origin=result.get("origin") or "")
+        text = (json.dumps(sidecar(record), indent=1) + "\n").encode()
         jpeg_path = self.folder / f"{frame_id}.jpg"
         try:
+            if not self._make_room(len(data), len(text)):
+                self._skip("disk")
+                return False
             write_atomic(jpeg_path, data, mode=0o600)  # frames of a home or shop: private
             try:
-                text = json.dumps(sidecar(record), indent=1) + "\n"
-                write_atomic(self.folder / f"{frame_id}.json", text.encode(), mode=0o600)
+                write_atomic(self.folder / f"{frame_id}.json", text, mode=0o600)
             except OSError:
                 jpeg_path.unlink(missing_ok=True)  # a JPEG without its sidecar is not a kept frame
                 raise
@@ -411,28 +426,57 @@ class KeepOutput(Output):
         except OSError:  # not a folder, or not readable: _prepare says so, and writing fails and is counted
             return []
 
+    def _make_room(self, *sizes: int) -> bool:
+        """Whether files of sizes fit leaving the free margin, after evicting the oldest frames if need be."""
+        filesystem = os.statvfs(self.folder)
+        block = filesystem.f_frsize or 4096
+        needed = sum(-(-size // block) * block for size in sizes)  # whole blocks, as the files will take
+        margin = (default_free_margin(filesystem.f_blocks * block) if self.settings.min_free_mb is None
+                  else self.settings.min_free_mb * 1e6)
+        free = filesystem.f_bavail * block
+        short = needed + margin - free
+        doomed, freed = [], 0
+        for frame_id, size in self._scan() if short > 0 else []:
+            if freed >= short:
+                break
+            doomed.append(frame_id)
+            freed += size
+        if freed < short:  # not even by evicting every frame: none is evicted for nothing
+            self._disk_note = (f"{free / 1e6:.1f} MB free where {self.folder} is, and keeping leaves "
+                               f"{margin / 1e6:.1f} MB (min_free_mb) for the journal and the events")
+            return False
+        self._evict(doomed)
+        return True
+
     def _within_quota(self) -> None:
         frames = self._scan()
-        quota = self.settings.quota_mb * 1e6
-        total = self.size
+        excess = self.size - self.settings.quota_mb * 1e6
+        doomed = []
         for frame_id, size in frames[:-1]:  # never the newest: a quota below one frame still keeps that one
-            if total <= quota:
+            if excess <= 0:
                 break
+            doomed.append(frame_id)
+            excess -= size
+        self._evict(doomed)
+
+    def _evict(self, frame_ids: list[str]) -> None:
+        for frame_id in frame_ids:
             for suffix in (".json", ".jpg"):  # the sidecar first: a frame without one is incomplete, never a torso
                 (self.folder / f"{frame_id}{suffix}").unlink(missing_ok=True)
-            total -= size
             self._evicted.inc()
-        if total != self.size:
+        if frame_ids:
             self._scan()
 
     def _skip(self, limit: str) -> None:
         self._skipped.labels(limit).inc()
         self._skipped_since_error += 1
-        if limit in LIMITS and self._limited != limit:
+        if limit in (*LIMITS, "disk") and self._limited != limit:
             self._limited = limit
-            most = self.limits.most[limit]
-            self._log(f"keep: {most} frames kept in the last {limit} (per_{limit}); more are skipped and counted "
-                      f"until the {limit} rolls on")
+            if limit == "disk":
+                self._log(f"keep: {self._disk_note}; frames are skipped and counted until there is room")
+            else:
+                self._log(f"keep: {self.limits.most[limit]} frames kept in the last {limit} (per_{limit}); more are "
+                          f"skipped and counted until the {limit} rolls on")
 
     def _failed(self, error: OSError) -> None:
         self._failures.inc()

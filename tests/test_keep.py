@@ -1,6 +1,7 @@
 """The keep output: which field frames are kept and why, how they are written, the limits and quota that
 bound them, a disk that fills up; on its own writing to a real folder, and inside a real `binbot run`."""
 
+import errno
 import json
 import os
 import random
@@ -14,7 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from binbot.device.keep import DEFAULT_DIR, KeepOutput, KeepSettings, Seen, read_settings
+from binbot.device import keep as keep_module
+from binbot.device.keep import DEFAULT_DIR, KeepOutput, KeepSettings, Seen, default_free_margin, read_settings
 from binbot.device.kept import id_time, jpeg_matches, kept_ids, new_id, read_sidecar
 from binbot.device.metrics import Metrics
 from binbot.errors import BinbotError
@@ -292,36 +294,99 @@ class Monotonic:
 
 
 def test_a_full_disk_stops_keeping_counts_it_and_keeping_resumes_when_there_is_room(small_disk):
-    metrics, logged, clock = Metrics(), [], Monotonic()
-    settings = read_settings({"dir": str(small_disk / "kept"), **QUIET, "sample": 1.0}, "binbot.toml", 0.6)
-    output = KeepOutput(settings, metrics, logged.append, clock=clock, retry=5.0)
+    metrics, logged = Metrics(), []
+    output = keeper(small_disk / "kept", metrics, logged.append, **{**QUIET, "sample": 1.0, "min_free_mb": 0.0})
     noise = np.random.default_rng(1).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)  # a big JPEG
     assert output.keep(Seen(*frame_parts()), ["sample"])
     before = {path.name: path.read_bytes() for path in (small_disk / "kept").iterdir()}
 
-    fill(small_disk)
-    failed = output.keep(Seen(*frame_parts(noise)), ["sample"])
-    paused = output.keep(Seen(*frame_parts(noise)), ["sample"])  # within the pause: not even tried
-    clock.now += 5.0
-    failed_again = output.keep(Seen(*frame_parts(noise)), ["sample"])
+    fill(small_disk)  # by something else: evicting the small frame kept would not make room for a big one
+    skipped = [output.keep(Seen(*frame_parts(noise)), ["sample"]) for _ in range(2)]
+
+    assert skipped == [False, False]
+    assert {path.name: path.read_bytes() for path in (small_disk / "kept").iterdir()} == before  # no part, no temp
+    assert metric(metrics, "binbot_kept_skipped_total", limit="disk") == 2
+    assert metric(metrics, "binbot_kept_write_failures_total") == 0
+    assert len([line for line in logged if "skipped and counted until there is room" in line]) == 1
+
+    os.remove(small_disk / "filler")
+    assert output.keep(Seen(*frame_parts(noise)), ["sample"])
+    assert len(kept_ids(small_disk / "kept")) == 2
+    assert "keeping frames again" in logged[-1]
+    output.close()
+
+
+def test_a_write_that_fails_pauses_keeping_counts_it_and_keeping_resumes(tmp_path, monkeypatch):
+    metrics, logged, clock = Metrics(), [], Monotonic()
+    folder = tmp_path / "kept"
+    settings = read_settings({"dir": str(folder), **QUIET, "sample": 1.0}, "binbot.toml", 0.6)
+    output = KeepOutput(settings, metrics, logged.append, clock=clock, retry=5.0)
+    assert output.keep(Seen(*frame_parts()), ["sample"])
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+
+    def failing_write(*args, **kwargs):  # an SD card that has begun to fail
+        raise OSError(errno.EIO, "Input/output error")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(keep_module, "write_atomic", failing_write)
+        failed = output.keep(Seen(*frame_parts()), ["sample"])
+        paused = output.keep(Seen(*frame_parts()), ["sample"])  # within the pause: not even tried
+        clock.now += 5.0
+        failed_again = output.keep(Seen(*frame_parts()), ["sample"])
 
     assert not failed and not paused and not failed_again
-    assert {path.name: path.read_bytes() for path in (small_disk / "kept").iterdir()} == before  # no part, no temp
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
     assert metric(metrics, "binbot_kept_write_failures_total") == 2
     assert metric(metrics, "binbot_kept_skipped_total", limit="failing") == 1
     assert metric(metrics, "binbot_kept_failing") == 1
     health = output.health()
-    assert health["failing"] and health["error"] == f"cannot write to {small_disk / 'kept'} (No space left on device)"
+    assert health["failing"] and health["error"] == f"cannot write to {folder} (Input/output error)"
     assert len([line for line in logged if "cannot write" in line]) == 1  # once a minute, not once a frame
     assert "classifying goes on" in logged[-1]
 
-    os.remove(small_disk / "filler")
     clock.now += 5.0
-    assert output.keep(Seen(*frame_parts(noise)), ["sample"])
+    assert output.keep(Seen(*frame_parts()), ["sample"])
     assert metric(metrics, "binbot_kept_failing") == 0 and not output.health()["failing"]
-    assert len(kept_ids(small_disk / "kept")) == 2
     assert "keeping frames again" in logged[-1]
     output.close()
+
+
+def test_a_quota_beyond_the_free_disk_leaves_min_free_mb_for_the_events_beside_it(small_disk):
+    """The quota allows 500 MB on a 64 KiB disk: keeping evicts its own oldest frames to leave the margin."""
+    metrics, logged = Metrics(), []
+    output = keeper(small_disk / "kept", metrics, logged.append, **{**QUIET, "sample": 1.0, "min_free_mb": 0.024})
+    noise = np.random.default_rng(1).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)  # JPEGs of ~15 KB
+    free = lambda: os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+
+    for n in range(8):
+        assert output.keep(Seen(*frame_parts(noise)), ["sample"])
+        assert free() >= 24_000, f"frame {n} took the margin"
+    with open(small_disk / "events.jsonl", "wb") as events:  # the events file beside it still has room
+        events.write(b"x" * 20_000)
+
+    assert metric(metrics, "binbot_kept_evicted_total") >= 4 and len(kept_ids(small_disk / "kept")) >= 1
+    assert metric(metrics, "binbot_kept_write_failures_total") == 0
+    output.close()
+
+
+def test_a_disk_filled_by_others_below_the_margin_skips_frames_and_says_so(small_disk):
+    metrics, logged = Metrics(), []
+    output = keeper(small_disk / "kept", metrics, logged.append, **{**QUIET, "sample": 1.0, "min_free_mb": 0.024})
+    with open(small_disk / "other", "wb") as other:
+        other.write(b"x" * 48_000)
+
+    assert not output.keep(Seen(*frame_parts()), ["sample"])
+    assert not output.keep(Seen(*frame_parts()), ["sample"])
+
+    assert metric(metrics, "binbot_kept_skipped_total", limit="disk") == 2
+    assert metric(metrics, "binbot_kept_write_failures_total") == 0 and kept_ids(small_disk / "kept") == []
+    assert len([line for line in logged if "(min_free_mb) for the journal and the events" in line]) == 1
+    output.close()
+
+
+def test_by_default_keeping_leaves_what_journald_leaves_free():
+    assert default_free_margin(16 * 10**9) == 2.4 * 10**9  # 15% of a 16 GB card
+    assert default_free_margin(256 * 10**9) == 4 << 30  # at most 4 GiB
 
 
 @pytest.mark.parametrize("table, named", [
@@ -394,36 +459,32 @@ def test_binbot_run_keeps_frames_as_they_are_classified_and_counts_them_in_metri
     assert not [path for path in folder.iterdir() if not re.fullmatch(r"[0-9TZ]+-[0-9a-f]{8}\.(jpg|json)", path.name)]
 
 
-def test_a_full_keep_disk_stops_keeping_not_classifying_and_keeping_resumes(
+def test_a_full_keep_disk_skips_keeping_not_classifying_and_keeping_resumes(
         start_daemon, other_bundle, image_folder, tmp_path, small_disk):
     config = run_config(tmp_path, other_bundle, image_folder,
                         f'dir = "{small_disk}"\nsample = 1.0\nevents = false\nband_high = 0.0\ndisagreement = false\n'
-                        "per_hour = 100000\nper_day = 100000\nquota_mb = 0.02\njpeg_quality = 50")
+                        "per_hour = 100000\nper_day = 100000\nquota_mb = 0.02\njpeg_quality = 50\nmin_free_mb = 0.0")
     daemon = start_daemon("--config", str(config))
     wait_for("frames kept", lambda: daemon.metric("binbot_kept_frames_total", '{reason="sample"}') >= 3)
 
     fill(small_disk)
-    wait_for("keeping to fail", lambda: daemon.metric("binbot_kept_failing") == 1)
     fill(small_disk, "filler2")  # and the room a write that was under way may have made by evicting
-    wait_for("frames skipped while it fails",
-             lambda: daemon.metric("binbot_kept_skipped_total", '{limit="failing"}') > 0)
+    wait_for("frames skipped for want of room",
+             lambda: daemon.metric("binbot_kept_skipped_total", '{limit="disk"}') > 0)
     kept_while_full = daemon.metric("binbot_kept_frames_total", '{reason="sample"}')
 
     assert daemon.classifying()
     status, health = daemon.health()
     assert status == 200 and health["ok"]
-    assert health["outputs"]["keep"]["failing"] and "No space left on device" in health["outputs"]["keep"]["error"]
-    assert daemon.metric("binbot_kept_write_failures_total") >= 1
     assert not [path for path in small_disk.iterdir() if path.name.endswith(".partial")]
 
     os.remove(small_disk / "filler")
     os.remove(small_disk / "filler2")
-    wait_for("keeping to resume", lambda: (
-        daemon.metric("binbot_kept_frames_total", '{reason="sample"}') > kept_while_full
-        and daemon.metric("binbot_kept_failing") == 0))
+    wait_for("keeping to resume", lambda: daemon.metric("binbot_kept_frames_total", '{reason="sample"}') > kept_while_full)
     assert daemon.stop() == 0
     log = daemon.log.read_text()
-    assert "Traceback" not in log and "keep: cannot write to" in log and "keep: keeping frames again" in log
+    assert "Traceback" not in log and "skipped and counted until there is room" in log
+    assert "keep: keeping frames again" in log
     for frame_id in kept_ids(small_disk):
         assert jpeg_matches(read_sidecar(small_disk / f"{frame_id}.json"), small_disk / f"{frame_id}.jpg")
 
