@@ -13,11 +13,11 @@ so a reference is kept, not a copy. Each frame is written as in binbot.device.ke
 the source's resolution, then `<id>.json`, each through a temporary name and a rename, so a frame
 whose sidecar is visible is complete. Limits per hour and per day (seeded from the ids already on
 disk, so a restart cannot bypass them) and a disk quota (the oldest frames evicted first) bound
-what is kept. Kept frames never take the last of their filesystem: keeping leaves min_free_mb free
-(by default what journald keeps free, 15% of the filesystem up to 4 GB, so the journal and the
-events file on the same card are never starved), evicting its own oldest frames to stay within it
-and skipping frames (counted as "disk") when even that would not. A failed write (a full disk, a
-read-only folder) pauses keeping for a few seconds, never classifying.
+what is kept. Kept frames never take the last of their filesystem: keeping leaves min_free_percent of
+it free (by default 15%, what journald leaves by default, so the journal and the events file on the
+same card are never starved), evicting its own oldest frames to stay within it and skipping frames
+(counted as "disk") when even that would not. A failed write (a full disk, a read-only folder) pauses
+keeping for a few seconds, never classifying.
 """
 
 from __future__ import annotations
@@ -52,8 +52,6 @@ RETRY = 5.0  # seconds keeping pauses after a failed write, before it tries agai
 LOG_EVERY = 60.0  # seconds between log lines about a failure that goes on
 LIMITS = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
 SKIPS = ("hour", "day", "disk", "failing")  # why a frame chosen for keeping was not kept
-# journald's default SystemKeepFree: the room it leaves on a filesystem before it stops writing.
-KEEP_FREE_SHARE, KEEP_FREE_MOST = 0.15, 4 << 30
 
 
 @dataclass(frozen=True)
@@ -68,13 +66,14 @@ class KeepSettings:
     per_hour: int = 60
     per_day: int = 500
     quota_mb: float = 500.0  # megabytes (10^6 bytes) of kept frames; beyond it the oldest are deleted
-    min_free_mb: float | None = None  # megabytes left free on the filesystem; None: default_free_margin()
+    # Of the filesystem, left free: journald's default SystemKeepFree, so the journal never stops for frames.
+    min_free_percent: float = 15.0
     jpeg_quality: int = 90
 
 
 TYPES = {"str": str, "float": float, "float | None": float, "bool": bool, "int": int}
 BOUNDS = {"band_low": (0.0, 1.0), "band_high": (0.0, 1.0), "sample": (0.0, 1.0), "interval": (0.1, 86400.0),
-          "per_hour": (1, 100_000), "per_day": (1, 100_000), "quota_mb": (0.001, 1_000_000.0), "min_free_mb": (0.0, 1_000_000.0), "jpeg_quality": (1, 100)}
+          "per_hour": (1, 100_000), "per_day": (1, 100_000), "quota_mb": (0.001, 1_000_000.0), "min_free_percent": (0.0, 90.0), "jpeg_quality": (1, 100)}
 
 
 def read_settings(table: dict, where: str, threshold: float) -> KeepSettings:
@@ -103,11 +102,6 @@ def read_settings(table: dict, where: str, threshold: float) -> KeepSettings:
         raise BinbotError(f"{where}: [keep]: band_low = {settings.band_low:g} is above band_high = "
                           f"{settings.band_high:g} (band_high defaults to the threshold, {threshold:g})")
     return settings
-
-
-def default_free_margin(filesystem_bytes: int) -> int:
-    """The bytes keeping leaves free unless min_free_mb says otherwise: what journald leaves by default."""
-    return int(min(KEEP_FREE_SHARE * filesystem_bytes, KEEP_FREE_MOST))
 
 
 def _shown(number: float) -> str:
@@ -431,8 +425,7 @@ class KeepOutput(Output):
         filesystem = os.statvfs(self.folder)
         block = filesystem.f_frsize or 4096
         needed = sum(-(-size // block) * block for size in sizes)  # whole blocks, as the files will take
-        margin = (default_free_margin(filesystem.f_blocks * block) if self.settings.min_free_mb is None
-                  else self.settings.min_free_mb * 1e6)
+        margin = self.settings.min_free_percent / 100 * filesystem.f_blocks * block
         free = filesystem.f_bavail * block
         short = needed + margin - free
         doomed, freed = [], 0
@@ -443,7 +436,7 @@ class KeepOutput(Output):
             freed += size
         if freed < short:  # not even by evicting every frame: none is evicted for nothing
             self._disk_note = (f"{free / 1e6:.1f} MB free where {self.folder} is, and keeping leaves "
-                               f"{margin / 1e6:.1f} MB (min_free_mb) for the journal and the events")
+                               f"{margin / 1e6:.1f} MB ({self.settings.min_free_percent:g}%, min_free_percent) for the journal and the events")
             return False
         self._evict(doomed)
         return True

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from binbot.device import keep as keep_module
-from binbot.device.keep import DEFAULT_DIR, KeepOutput, KeepSettings, Seen, default_free_margin, read_settings
+from binbot.device.keep import DEFAULT_DIR, KeepOutput, KeepSettings, Seen, read_settings
 from binbot.device.kept import id_time, jpeg_matches, kept_ids, new_id, read_sidecar
 from binbot.device.metrics import Metrics
 from binbot.errors import BinbotError
@@ -295,7 +295,7 @@ class Monotonic:
 
 def test_a_full_disk_stops_keeping_counts_it_and_keeping_resumes_when_there_is_room(small_disk):
     metrics, logged = Metrics(), []
-    output = keeper(small_disk / "kept", metrics, logged.append, **{**QUIET, "sample": 1.0, "min_free_mb": 0.0})
+    output = keeper(small_disk / "kept", metrics, logged.append, **{**QUIET, "sample": 1.0, "min_free_percent": 0.0})
     noise = np.random.default_rng(1).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)  # a big JPEG
     assert output.keep(Seen(*frame_parts()), ["sample"])
     before = {path.name: path.read_bytes() for path in (small_disk / "kept").iterdir()}
@@ -351,16 +351,16 @@ def test_a_write_that_fails_pauses_keeping_counts_it_and_keeping_resumes(tmp_pat
     output.close()
 
 
-def test_a_quota_beyond_the_free_disk_leaves_min_free_mb_for_the_events_beside_it(small_disk):
+def test_a_quota_beyond_the_free_disk_leaves_min_free_percent_for_the_events_beside_it(small_disk):
     """The quota allows 500 MB on a 64 KiB disk: keeping evicts its own oldest frames to leave the margin."""
     metrics, logged = Metrics(), []
-    output = keeper(small_disk / "kept", metrics, logged.append, **{**QUIET, "sample": 1.0, "min_free_mb": 0.024})
+    output = keeper(small_disk / "kept", metrics, logged.append, **{**QUIET, "sample": 1.0, "min_free_percent": 37.5})
     noise = np.random.default_rng(1).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)  # JPEGs of ~15 KB
     free = lambda: os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
 
     for n in range(8):
         assert output.keep(Seen(*frame_parts(noise)), ["sample"])
-        assert free() >= 24_000, f"frame {n} took the margin"
+        assert free() >= 24 * 1024, f"frame {n} took the margin"
     with open(small_disk / "events.jsonl", "wb") as events:  # the events file beside it still has room
         events.write(b"x" * 20_000)
 
@@ -371,7 +371,7 @@ def test_a_quota_beyond_the_free_disk_leaves_min_free_mb_for_the_events_beside_i
 
 def test_a_disk_filled_by_others_below_the_margin_skips_frames_and_says_so(small_disk):
     metrics, logged = Metrics(), []
-    output = keeper(small_disk / "kept", metrics, logged.append, **{**QUIET, "sample": 1.0, "min_free_mb": 0.024})
+    output = keeper(small_disk / "kept", metrics, logged.append, **{**QUIET, "sample": 1.0, "min_free_percent": 37.5})
     with open(small_disk / "other", "wb") as other:
         other.write(b"x" * 48_000)
 
@@ -380,13 +380,8 @@ def test_a_disk_filled_by_others_below_the_margin_skips_frames_and_says_so(small
 
     assert metric(metrics, "binbot_kept_skipped_total", limit="disk") == 2
     assert metric(metrics, "binbot_kept_write_failures_total") == 0 and kept_ids(small_disk / "kept") == []
-    assert len([line for line in logged if "(min_free_mb) for the journal and the events" in line]) == 1
+    assert len([line for line in logged if "(37.5%, min_free_percent) for the journal and the events" in line]) == 1
     output.close()
-
-
-def test_by_default_keeping_leaves_what_journald_leaves_free():
-    assert default_free_margin(16 * 10**9) == 2.4 * 10**9  # 15% of a 16 GB card
-    assert default_free_margin(256 * 10**9) == 4 << 30  # at most 4 GiB
 
 
 @pytest.mark.parametrize("table, named", [
@@ -463,7 +458,7 @@ def test_a_full_keep_disk_skips_keeping_not_classifying_and_keeping_resumes(
         start_daemon, other_bundle, image_folder, tmp_path, small_disk):
     config = run_config(tmp_path, other_bundle, image_folder,
                         f'dir = "{small_disk}"\nsample = 1.0\nevents = false\nband_high = 0.0\ndisagreement = false\n'
-                        "per_hour = 100000\nper_day = 100000\nquota_mb = 0.02\njpeg_quality = 50\nmin_free_mb = 0.0")
+                        "per_hour = 100000\nper_day = 100000\nquota_mb = 0.02\njpeg_quality = 50\nmin_free_percent = 0.0")
     daemon = start_daemon("--config", str(config))
     wait_for("frames kept", lambda: daemon.metric("binbot_kept_frames_total", '{reason="sample"}') >= 3)
 
