@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from prometheus_client import Counter, Gauge
 
+from binbot import boundedfile
 from binbot.device.config import RunConfig
 from binbot.device.metrics import Metrics
 from binbot.device.outputs import CLOSE_DEADLINE, Output
@@ -47,6 +48,7 @@ except ImportError:
 
 QUEUE = 100  # messages kept while disconnected, published on reconnect; older ones are dropped
 QOS = 1
+MAX_PASSWORD = 4096  # bytes of password_file
 DEVICE_NAME = re.compile(r"[a-z0-9_-]+")
 Message = tuple[str, str, bool]  # topic, payload, retain
 
@@ -101,10 +103,13 @@ def hostname_device() -> str:
 
 
 def read_password(path: str, where: str) -> str:
+    """The broker password in path: a regular file of UTF-8 text, at most MAX_PASSWORD bytes."""
     try:
-        return Path(path).read_text().strip()
+        return boundedfile.read(Path(path), MAX_PASSWORD, "a password file").decode("utf-8").strip()
     except OSError as error:
         raise BinbotError(f"{where}: [mqtt]: password_file {path}: {error.strerror or error}") from None
+    except (BinbotError, UnicodeDecodeError) as error:
+        raise BinbotError(f"{where}: [mqtt]: password_file: {error}") from None
 
 
 def mqtt_output(config: RunConfig, metrics: Metrics, log: Callable[[str], None]) -> MqttOutput:

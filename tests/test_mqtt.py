@@ -2,6 +2,7 @@
 paho subscriber, with `binbot run` classifying a replay of the generated photos."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from binbot.device.metrics import Metrics
+from binbot.errors import BinbotError
 from helpers import BLOCK_TENSORFLOW, TIMEOUT, wait_for
 from relay import Relay
 
@@ -334,6 +336,22 @@ def test_a_bad_mqtt_table_is_one_line_naming_the_key(table, named, small_cnn_bun
     assert run.returncode == 1
     error = [line for line in run.stderr.splitlines() if "error" in line]
     assert len(error) == 1 and str(config) in error[0] and "[mqtt]" in error[0] and named in error[0], run.stderr
+
+
+@pytest.mark.parametrize("make, problem", [
+    (lambda path: os.mkfifo(path), "not a regular file, where a password file was expected"),
+    (lambda path: path.write_bytes(b"x" * 5000), "over 4,096 bytes"),
+    (lambda path: path.write_bytes("sécret".encode("latin-1")), "can't decode byte"),
+])
+def test_a_password_file_that_is_not_one_is_refused_without_waiting(tmp_path, make, problem):
+    from binbot.device import mqtt
+
+    make(tmp_path / "mqtt-password")
+
+    with pytest.raises(BinbotError) as refused:
+        mqtt.read_password(str(tmp_path / "mqtt-password"), "binbot.toml")
+
+    assert str(refused.value).startswith("binbot.toml: [mqtt]: password_file") and problem in str(refused.value)
 
 
 def test_without_paho_a_configured_mqtt_table_says_what_to_install(small_cnn_bundles, image_folder, tmp_path):
