@@ -62,21 +62,20 @@ def nesting(text: str) -> int:
     return deepest
 
 
+def _short(text: str, where: str) -> str:
+    if len(text) > MAX_NUMBER:
+        raise BinbotError(f"{where}: holds a number of {len(text):,} characters; no BinBot value needs more than "
+                          f"{MAX_NUMBER}")
+    return text
+
+
 def _integer(where: str):
-    def parse_int(text: str) -> int:
-        if len(text) > MAX_NUMBER:
-            raise BinbotError(f"{where}: holds a number of {len(text):,} digits; no BinBot value needs more than "
-                              f"{MAX_NUMBER}")
-        return int(text)
-    return parse_int
+    return lambda text: int(_short(text, where))
 
 
 def _float(where: str):
     def parse_float(text: str) -> float:
-        if len(text) > MAX_NUMBER:
-            raise BinbotError(f"{where}: holds a number of {len(text):,} characters; no BinBot value needs more "
-                              f"than {MAX_NUMBER}")
-        value = float(text)
+        value = float(_short(text, where))
         if not math.isfinite(value):
             raise BinbotError(f"{where}: holds {text}, beyond what a number can be")
         return value

@@ -10,7 +10,7 @@ from binbot.errors import BinbotError
 
 @pytest.mark.parametrize("data, problem", [
     (b"[" * 400_000, f"nested more than {MAX_DEPTH} levels deep"),
-    (b'{"size": ' + b"9" * 5000 + b"}", "a number of 5,000 digits"),
+    (b'{"size": ' + b"9" * 5000 + b"}", "a number of 5,000 characters"),
     (b"[0." + b"1" * 5000 + b"]", "a number of 5,002 characters"),
     (b'{"p": NaN}', "holds NaN"),
     (b"[-Infinity]", "holds -Infinity"),

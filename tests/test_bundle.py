@@ -154,7 +154,7 @@ def npz_claiming(shape):
     (lambda b: ((b / LABELS).unlink(), os.mkfifo(b / LABELS)), "labels.txt: not a regular file"),
     (lambda b: ((b / MODEL).unlink(), os.mkfifo(b / MODEL)), "model.tflite: not a regular file"),
     (lambda b: (b / MANIFEST).write_text("[" * 200_000), "bundle.json: nested more than 32 levels deep"),
-    (lambda b: (b / MANIFEST).write_text('{"format_version": ' + "1" * 5000 + "}"), "a number of 5,000 digits"),
+    (lambda b: (b / MANIFEST).write_text('{"format_version": ' + "1" * 5000 + "}"), "a number of 5,000 characters"),
     (lambda b: forge_file(b, SELFTEST, b"not a zip at all"), "selftest.npz: not a readable self-test file"),
     (lambda b: forge_file(b, SELFTEST, b"PK\x03\x04 and then no zip"), "selftest.npz: not a readable self-test file"),
     (lambda b: forge_file(b, SELFTEST, npz_claiming((4, 100_000, 100_000, 3))),

@@ -97,7 +97,7 @@ def test_a_bad_sidecar_is_refused_with_one_line_naming_the_file_and_the_problem(
 
 @pytest.mark.parametrize("content, problem", [
     ("{not json", "not valid JSON"), ("[1, 2]", "should be a JSON object"), (b"\xff\xfe", "not UTF-8"),
-    ("[" * 400_000, "nested more than"), ('{"format": ' + "1" * 5000 + "}", "a number of 5,000 digits"),
+    ("[" * 400_000, "nested more than"), ('{"format": ' + "1" * 5000 + "}", "a number of 5,000 characters"),
     (" " * (2 << 20), "too big")])
 def test_a_sidecar_that_is_not_a_json_object_is_refused(tmp_path, content, problem):
     path = tmp_path / f"{new_id()}.json"
