@@ -49,7 +49,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="the classes, in the order of their keys, instead of those the sidecars score "
                        "(e.g. to add one the model does not know yet); class folders in FIELD are added after them")
     label.add_argument("--allow-remote", action="store_true",
-                       help="allow a --http host other than loopback: anyone who reaches it can move your files")
+                       help="allow a --http host other than loopback: anyone who reaches it can move your files "
+                       "(open it by IP address or by this machine's name; other names are refused)")
     label.set_defaults(handler=_label)
 
 
