@@ -122,6 +122,6 @@ def _float_layers_why(quant: dict, validation: dict) -> str:
     if quant.get("float_layers_chosen") == "automatic":
         drop = quant.get("full_int8_drop_points")
         return (f", {count} (chosen automatically: full int8 lost {_number(drop, '.2f')} points, "
-                f"more than --max-drop {_number(validation.get('max_drop_points'), 'g')}; "
+                f"more than --max-drop {_number(validation.get('max_drop_points'), '')}; "
                 f"kept the fewest layers with the largest rounding error that bring it within)")
     return f", {count} (chosen by hand with --float-layers)"
