@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from binbot.deploy.settings import Settings
+from binbot.device import paths
 from binbot.device.config import KEYS, MAX_THREADS, RunConfig, load_config
 from binbot.device.httpserver import MAX_CONNECTIONS
 from binbot.device.keep import DEFAULT_DIR as DEFAULT_KEEP_DIR
@@ -104,8 +105,7 @@ def test_the_unit_follows_the_pi_conventions():
     unit = syscall_check.read_unit(UNIT)
     setting = {key: values[-1] for key, values in unit.items()}
 
-    assert shlex.split(setting["ExecStart"]) == [
-        "/opt/binbot/venv/bin/binbot", "run", "--config", "/etc/binbot/binbot.toml"]
+    assert shlex.split(setting["ExecStart"]) == [f"{paths.VENV}/bin/binbot", "run", "--config", paths.CONFIG_FILE]
     assert setting["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert (setting["Type"], setting["NotifyAccess"]) == ("notify", "main")
     assert (setting["User"], setting["Group"], setting["SupplementaryGroups"]) == ("binbot", "binbot", "video gpio")
@@ -119,7 +119,7 @@ def test_the_unit_follows_the_pi_conventions():
     assert int(setting["TasksMax"]) >= 2 * MAX_THREADS + MAX_CONNECTIONS + 8
     # Without a bundle the unit is skipped; the path is the one the default config serves.
     condition = re.search(r"^ConditionPathExists=(.+)$", UNIT.read_text(), re.M)[1]
-    assert condition == load_config(CONFIG, {}).bundle == f"{Settings().bundles_dir}/current"
+    assert condition == load_config(CONFIG, {}).bundle == paths.CURRENT_BUNDLE
 
 
 def seconds(span: str) -> float:
@@ -132,26 +132,55 @@ def test_the_default_config_loads_with_the_daemons_own_parser():
     config = load_config(CONFIG, {})
 
     assert config.source == "picamera2"
-    assert config.bundle == f"{Settings().bundles_dir}/current"
+    assert config.bundle == paths.CURRENT_BUNDLE
     assert config.http == RunConfig().http
     assert config.http_address == RunConfig().http_address
 
 
 def test_the_unit_installer_and_default_config_agree_with_the_defaults_in_code():
-    """The state folder, the service's name and its HTTP address are defined once, in Python; the Pi's files match."""
+    """The Pi's paths are named once, in device/paths.py, and the service's name and its HTTP address in
+    Python: the unit, the installer, the default config and deploy match them."""
     deploy = Settings()
     unit = syscall_check.read_unit(UNIT)
     installer = INSTALL.read_text()
     config = load_config(CONFIG, {})
+    keep_table = tomllib.loads("\n".join(line.removeprefix("# ") for line in commented_table(CONFIG.read_text(), "keep")))
 
-    assert "/var/lib/" + unit["StateDirectory"][-1] == deploy.remote_dir
-    assert re.search(r"^STATE=(\S+)$", installer, re.M)[1] == deploy.remote_dir
-    assert '"$STATE/bundles"' in installer  # the folder the installer makes is deploy's bundles_dir
-    assert config.bundle == f"{deploy.bundles_dir}/current"
+    assert "/var/lib/" + unit["StateDirectory"][-1] == paths.STATE_DIR
+    assert "/etc/" + unit["ConfigurationDirectory"][-1] == paths.CONFIG_DIR
+    assert installer_setting(installer, "STATE") == paths.STATE_DIR
+    assert installer_setting(installer, "CONFIG") == paths.CONFIG_FILE
+    assert installer_setting(installer, "VENV") == paths.VENV
+    assert f'"$STATE/{paths.BUNDLES}"' in installer  # the folder the installer makes
+    assert f"$STATE/{paths.BUNDLES}/{paths.CURRENT}" in installer  # the link it waits for before starting
+    assert config.bundle == paths.CURRENT_BUNDLE
+    assert keep_table["dir"] == DEFAULT_KEEP_DIR == paths.KEPT_DIR
+    assert (deploy.remote_dir, deploy.bundles_dir, deploy.kept_dir) == (paths.STATE_DIR, paths.BUNDLES_DIR, paths.KEPT_DIR)
     assert config.http == RunConfig().http
     assert deploy.health_url == f"http://{config.http}/healthz"
     assert shlex.split(deploy.reload_command)[-1] + ".service" == UNIT.name
-    assert re.search(r"^UNIT=(\S+)$", installer, re.M)[1] == f"/etc/systemd/system/{UNIT.name}"
+    assert installer_setting(installer, "UNIT") == f"/etc/systemd/system/{UNIT.name}"
+
+
+def installer_setting(installer: str, name: str) -> str:
+    """The value install.sh gives its variable name, on a line NAME=value of its own."""
+    return re.search(rf"^{name}=(\S+)$", installer, re.M)[1]
+
+
+# A path of BinBot's on the Pi, as the shipped files write it out (up to a quote, a space or punctuation).
+PI_PATH = re.compile(r"/(?:var/lib|etc|opt)/binbot[^\s\"'`),;:]*")
+
+
+@pytest.mark.parametrize("shipped", [UNIT, INSTALL, CONFIG], ids=lambda path: path.name)
+def test_every_pi_path_a_shipped_file_writes_out_is_one_device_paths_names(shipped):
+    named = {paths.STATE_DIR, paths.BUNDLES_DIR, paths.CURRENT_BUNDLE, paths.KEPT_DIR, paths.CONFIG_DIR,
+             paths.CONFIG_FILE, paths.VENV}
+    written = {path.rstrip(".") for path in PI_PATH.findall(shipped.read_text())}  # a sentence may end in one
+
+    # Files under the state folder (results.jsonl, a bundle's folder) and the venv's programs are the service's own.
+    unnamed = {path for path in written - named
+               if not Path(path).is_relative_to(paths.STATE_DIR) and not Path(path).is_relative_to(paths.VENV)}
+    assert written and not unnamed, unnamed
 
 
 COMMENTED_SETTING = re.compile(r"^# (\w+) = (.+?)(?:\s+#\s*(.*))?$")
@@ -197,19 +226,17 @@ def test_the_service_can_write_only_under_its_state_folder_where_frames_are_kept
     /var/lib/binbot alone (RuntimeDirectory's /run/binbot and PrivateTmp's /tmp vanish with it)."""
     unit = syscall_check.read_unit(UNIT)
     setting = {key: values[-1] for key, values in unit.items()}
-    state = Path("/var/lib") / setting["StateDirectory"]
+    state = Path(paths.STATE_DIR)
     opened = [path.lstrip("-+") for key in ("ReadWritePaths", "BindPaths") for value in unit.get(key, [])
               for path in value.split()]
 
     assert setting["ProtectSystem"] == "strict" and setting["ProtectHome"] in ("yes", "read-only", "tmpfs")
-    assert setting["StateDirectory"] == "binbot" and setting["PrivateTmp"] == "yes"
+    assert "/var/lib/" + setting["StateDirectory"] == paths.STATE_DIR and setting["PrivateTmp"] == "yes"
     assert all(Path(path.split(":")[0]).is_relative_to(state) for path in opened), opened
     for key in ("CacheDirectory", "LogsDirectory", "ReadWriteDirectories"):  # other persistent writable places
         assert key not in unit, key
     assert setting.get("DynamicUser", "no") == "no"  # which would move the state folder under /var/lib/private
-    assert Path(DEFAULT_KEEP_DIR).is_relative_to(state)
-    table = tomllib.loads("\n".join(line.removeprefix("# ") for line in commented_table(CONFIG.read_text(), "keep")))
-    assert Path(table["dir"]).is_relative_to(state)
+    assert Path(paths.KEPT_DIR).is_relative_to(state) and Path(paths.BUNDLES_DIR).is_relative_to(state)
 
 
 class Daemon:
