@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from binbot import quiet
 from binbot.errors import BinbotError
 
 
@@ -62,8 +63,9 @@ def load_interpreter(model: str | Path | bytes, threads: int = 2, name: str | No
         resolver = sys.modules[interpreter_type.__module__].OpResolverType
         options["experimental_op_resolver_type"] = resolver.BUILTIN_REF
     try:
-        interpreter = interpreter_type(**options, num_threads=threads)
-        interpreter.allocate_tensors()
+        with quiet.tflite_info_hidden():  # the first allocation announces the XNNPACK delegate on fd 2
+            interpreter = interpreter_type(**options, num_threads=threads)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if interpreter_type.__module__.startswith("tflite_runtime"):
