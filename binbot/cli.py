@@ -14,13 +14,27 @@ from binbot.convert import cli as convert_cli
 from binbot.deploy import cli as deploy_cli
 from binbot.device import cli as device_cli
 from binbot.errors import BinbotError
+from binbot.helpformat import DefaultsFormatter, epilog
 from binbot.train import cli as train_cli, label_cli
+
+EPILOG = epilog(
+    ("binbot train --data photos --out runs/first", "fit a classifier to photos/<class>/*.jpg"),
+    ("binbot convert runs/first/model.keras --out bundles/first", "quantize it into a bundle for the Pi"),
+    ("binbot deploy bundles/first pi@binbot.local", "serve it on a Pi, where `binbot run` is the service"),
+    ("binbot collect pi@binbot.local --out field", "fetch the frames the Pi was unsure of"),
+    ("binbot label field", "file them into classes, to train on with --data field"),
+    notes="Each command says in the list above where it runs: on the workstation that trains, on the Pi, or both.",
+    next_steps="`binbot COMMAND --help` for a command's options and examples; the docs (docs/, or `make docs`) "
+    "for the whole story, in reading order.",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="binbot",
-        description="Train a waste-sorting classifier, quantize it, and run it on a Raspberry Pi camera.",
+        description="Train a waste-sorting image classifier on a workstation, quantize it into a self-checking "
+        "bundle, and run it on a Raspberry Pi camera as a service.",
+        epilog=EPILOG, formatter_class=DefaultsFormatter,
     )
     parser.add_argument("--version", action="version", version=f"binbot {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -29,18 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
     device_cli.register(commands)
     deploy_cli.register(commands)
     label_cli.register(commands)
-    for command in _leaf_parsers(parser):
+    for command in leaf_parsers(parser):
         command.add_argument("-v", "--verbose", action="store_true",
-                             help="also show TensorFlow's own start-up and progress lines")
+                             help="also show debug lines, and the start-up and progress lines of TensorFlow's "
+                             "and TensorFlow Lite's own code (oneDNN, CUDA, the XNNPACK delegate)")
     return parser
 
 
-def _leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+def leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
     """The parsers of commands that run (train, bundle inspect, ...), not of command groups."""
     groups = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
     if not groups:
         return [parser]
-    return [leaf for group in groups for child in group.choices.values() for leaf in _leaf_parsers(child)]
+    return [leaf for group in groups for child in group.choices.values() for leaf in leaf_parsers(child)]
 
 
 def main(argv: list[str] | None = None) -> int:

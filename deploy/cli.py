@@ -11,28 +11,41 @@ from binbot.deploy.remote import SUDO_MODES, SshSettings
 from binbot.deploy.settings import Settings
 from binbot.device.run_cli import threads_flag
 from binbot.errors import BinbotError
-from binbot.helpformat import DefaultsFormatter
+from binbot.helpformat import DefaultsFormatter, epilog
 from binbot.tables import aligned
 
 USAGE = """binbot deploy [options] BUNDLE [HOST ...] [--hosts FILE]
        binbot deploy --status [options] [HOST ...] [--hosts FILE]
        binbot deploy --rollback [options] [HOST ...] [--hosts FILE]"""
 
-EPILOG = """HOST is [user@]host[:port], as ssh takes it (a name from ~/.ssh/config works). Pis set up
+NOTES = """HOST is [user@]host[:port], as ssh takes it (a name from ~/.ssh/config works). Pis set up
 differently from the options go in a --hosts file (TOML, a table per Pi: host, and optionally
 remote_dir, health_url, reload_command). Hosts are handled in parallel, each line of progress
 starting with its host; a table sums up at the end, and the exit status is 1 if any host failed
-(for --status: if any is unreachable or not serving its current bundle). On the Pi, bundles live in DIR/bundles/<id>/, with `current` and `previous` symlinks. A deploy
+(for --status: if any is unreachable or not serving its current bundle).
+
+On the Pi, bundles live in DIR/bundles/<id>/, with `current` and `previous` symlinks. A deploy
 uploads to <id>.partial, verifies every file's sha256 there, renames it to <id>, switches `current` by
 renaming a new symlink over it, reloads the service and waits for /healthz to report the new model. If
 it does not within --timeout, `current` is switched back and the service reloaded again."""
+EPILOG = epilog(
+    ("binbot deploy bundles/first pi@binbot.local", "check the bundle here, then serve it on the Pi"),
+    ("binbot deploy bundles/first pi@kitchen.local pi@garage.local pi@10.0.0.41:2222", "several Pis in parallel"),
+    ("binbot deploy bundles/first --hosts pis.toml", "Pis set up differently, one table each"),
+    ("binbot deploy --status pi@binbot.local", "current and previous bundle, all bundles there, /healthz"),
+    ("binbot deploy --rollback pi@binbot.local", "back to the previous bundle"),
+    notes=NOTES,
+    next_steps="watch it run with `ssh -L 8080:127.0.0.1:8080 pi@binbot.local` and http://localhost:8080/ "
+    "(the live view); with [keep] in the Pi's binbot.toml, `binbot collect HOST --out FIELD` fetches the frames "
+    "it was unsure of.",
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     """`binbot deploy`, and `binbot collect` beside it."""
     service = Settings()
     deploy = commands.add_parser(
-        "deploy", help="install a bundle on Raspberry Pis over SSH; --status, --rollback",
+        "deploy", help="install a bundle on Raspberry Pis over SSH; --status, --rollback (workstation)",
         usage=USAGE, epilog=EPILOG, formatter_class=DefaultsFormatter,
         description="Deploy a bundle to the binbot service on one or more Raspberry Pis with the system's ssh "
         "(your keys, agent and ~/.ssh/config apply; it never asks for a password). The bundle is verified "

@@ -12,13 +12,13 @@ from binbot.deploy.remote import SUDO_MODES, SshSettings
 from binbot.deploy.settings import Settings
 from binbot.device.kept import DISCARDED, UNLABELLED
 from binbot.errors import BinbotError
-from binbot.helpformat import DefaultsFormatter
+from binbot.helpformat import DefaultsFormatter, epilog
 from binbot.tables import aligned
 
 USAGE = """binbot collect [options] HOST ... --out FIELD
        binbot collect [options] --hosts FILE --out FIELD"""
 
-EPILOG = f"""HOST is [user@]host[:port], as ssh takes it (a name from ~/.ssh/config works); Pis set up
+NOTES = f"""HOST is [user@]host[:port], as ssh takes it (a name from ~/.ssh/config works); Pis set up
 differently go in a --hosts file, the same one `binbot deploy` reads (remote_dir is the key that
 matters here). Hosts are handled in parallel, each line of progress starting with its host; a table
 sums up at the end, and the exit status is 1 if any host could not be collected or any frame failed
@@ -34,8 +34,14 @@ sidecar <id>.json, which holds the model's scores and the JPEG's sha256. FIELD i
 A frame whose id is in any of these is not copied again, so collect can run as often as you like
 (from cron, say): a second run copies nothing. Each copy is checked against its sidecar and the
 checksum the Pi gave before it is put in {UNLABELLED}/; one that fails is reported, not kept, and
-never deleted on the Pi. Next: `binbot label FIELD` to file the new frames into classes, then
-`binbot train --data IMAGES --data FIELD`."""
+never deleted on the Pi."""
+EPILOG = epilog(
+    ("binbot collect pi@binbot.local --out field", "new kept frames into field/unlabelled/"),
+    ("binbot collect --hosts pis.toml --out field --delete", "every Pi of a hosts file, freeing their cards"),
+    notes=NOTES,
+    next_steps="`binbot label FIELD` to file the new frames into classes, then "
+    "`binbot train --data IMAGES --data FIELD`.",
+)
 
 
 DESCRIPTION = f"""Copy the frames the binbot service kept on one or more Raspberry Pis (those it was unsure
@@ -43,14 +49,10 @@ of) into FIELD/{UNLABELLED}/ here, with the system's ssh (your keys, agent and ~
 never asks for a password). Only frames not in FIELD already are copied."""
 
 
-class HelpFormatter(DefaultsFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown, and FIELD's layout kept as laid out."""
-
-
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "collect", help="copy the frames Raspberry Pis kept to a field folder over SSH, for labelling",
-        usage=USAGE, description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter,
+        "collect", help="copy the frames Raspberry Pis kept to a field folder over SSH, for labelling (workstation)",
+        usage=USAGE, description=DESCRIPTION, epilog=EPILOG, formatter_class=DefaultsFormatter,
     )
     parser.add_argument("host_specs", nargs="*", metavar="HOST", help="the Pis to collect from")
     parser.add_argument("--out", type=Path, required=True, metavar="FIELD",

@@ -7,20 +7,28 @@ from pathlib import Path
 
 from binbot.device import actions_cli, run_cli
 from binbot.device.bench import cli as bench_cli
-from binbot.helpformat import DefaultsFormatter
+from binbot.helpformat import DefaultsFormatter, epilog
+
+INSPECT_EPILOG = epilog(
+    ("binbot bundle inspect bundles/first", "what the bundle is, and does it verify here?"),
+    ("binbot bundle inspect /var/lib/binbot/bundles/current", "on a Pi: the bundle the service serves"),
+    next_steps="`binbot deploy BUNDLE HOST` puts the bundle on a Pi; `binbot run --bundle BUNDLE` or "
+    "`binbot classify BUNDLE IMAGE` tries it here.",
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    bundle = commands.add_parser("bundle", help="look into model bundles (device)",
-                                 description="Commands on model bundles made by binbot convert.")
+    bundle = commands.add_parser("bundle", help="look into model bundles (workstation, Pi)",
+                                 description="Commands on model bundles made by binbot convert.",
+                                 epilog=INSPECT_EPILOG, formatter_class=DefaultsFormatter)
     actions = bundle.add_subparsers(dest="bundle_command", metavar="ACTION", required=True)
     inspect = actions.add_parser(
         "inspect",
-        help="describe a bundle and verify it",
+        help="describe a bundle and verify it (workstation, Pi)",
         description="Print a bundle's classes, input, quantization, size, checksums, validation figures and tool "
         "versions, then verify it as the device does before serving (checksums, labels against the model, "
         "self-test). Exits 1 if it does not verify.",
-        formatter_class=DefaultsFormatter,
+        epilog=INSPECT_EPILOG, formatter_class=DefaultsFormatter,
     )
     inspect.add_argument("bundle", type=Path, help="bundle folder")
     inspect.add_argument("--threads", type=run_cli.threads_flag, default=2,

@@ -1,6 +1,8 @@
 """The package's shape: one `binbot` command, and device code that never needs TensorFlow."""
 
+import argparse
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from binbot.cli import build_parser
+from binbot.cli import leaf_parsers, build_parser
 from binbot.tomlfile import tomllib
 from helpers import run_without_tensorflow
 
@@ -20,6 +22,32 @@ def subcommands() -> list[str]:
     parser = build_parser()
     commands = next(a for a in parser._actions if a.dest == "command")
     return sorted(commands.choices)
+
+
+SIDES = ("(workstation)", "(Pi)", "(workstation, Pi)")
+# device/run_cli.py is being rewritten by the lead, who applies binbot.helpformat there: strict, so these fail
+# (XPASS) once it is done, as a reminder to drop the mark.
+RUN_CLI_PENDING = pytest.mark.xfail(strict=True, reason="device/run_cli.py: classify has no side or example yet")
+
+
+def listed_commands() -> list[tuple[str, str]]:
+    """(name, one-line purpose) of every command and sub-command, as their lists show them."""
+    found = []
+    parsers = [build_parser()]
+    while parsers:
+        parser = parsers.pop()
+        for group in (a for a in parser._actions if isinstance(a, argparse._SubParsersAction)):
+            found += [(f"{parser.prog} {choice.dest}", choice.help) for choice in group._choices_actions]
+            parsers += group.choices.values()
+    return sorted(found)
+
+
+def leaf_commands() -> dict[str, argparse.ArgumentParser]:
+    return {parser.prog: parser for parser in leaf_parsers(build_parser())}
+
+
+def pending(name: str):
+    return pytest.param(name, marks=RUN_CLI_PENDING) if name == "binbot classify" else name
 
 
 def test_the_blocker_really_blocks_tensorflow():
@@ -55,6 +83,38 @@ def test_every_subcommand_has_help_without_tensorflow(command):
     result = run_without_tensorflow(f"from binbot.cli import main\nmain([{command!r}, '--help'])")
     assert result.returncode == 0, result.stderr
     assert f"usage: binbot {command}" in result.stdout
+
+
+@pytest.mark.parametrize("name", [pending(name) for name, _ in listed_commands()])
+def test_every_command_in_a_list_says_in_one_line_where_it_runs(name):
+    purpose = dict(listed_commands())[name]
+    assert "\n" not in purpose and purpose.endswith(SIDES), purpose
+
+
+@pytest.mark.parametrize("name", [pending(name) for name in sorted(leaf_commands())])
+def test_every_command_shows_an_example_of_itself(name):
+    text = leaf_commands()[name].format_help()
+    examples = text.partition("\nexamples:\n")[2]
+    assert re.search(rf"^  (\S+=\S+ )*\S*{name}( |$)", examples, re.M), text
+
+
+def test_every_example_in_the_help_is_a_command_binbot_accepts():
+    examples = []
+    for parser in [build_parser(), *leaf_commands().values()]:
+        block = parser.format_help().partition("\nexamples:\n")[2].partition("\n\n")[0]
+        for line in block.splitlines():
+            words = shlex.split(line, comments=True)
+            while words and "=" in words[0]:  # VARIABLE=value before the command
+                words.pop(0)
+            if words and words[0].endswith("binbot"):
+                examples.append(words[1:])
+
+    assert len(examples) >= 20
+    for words in examples:
+        try:
+            build_parser().parse_args(words)
+        except SystemExit:
+            pytest.fail(f"binbot {shlex.join(words)}: refused by binbot's own parser")
 
 
 def test_console_script_is_installed_and_reports_version():

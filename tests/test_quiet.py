@@ -56,7 +56,8 @@ def test_lines_other_than_tflites_info_written_meanwhile_are_passed_on(capfd, mo
         os.write(2, b"binbot run: a line another thread logged meanwhile\n")
         os.write(2, b"WARNING: a warning of the runtime\n")
 
-    assert capfd.readouterr().err == "binbot run: a line another thread logged meanwhile\nWARNING: a warning of the runtime\n"
+    assert capfd.readouterr().err == ("binbot run: a line another thread logged meanwhile\n"
+                                      "WARNING: a warning of the runtime\n")
 
 
 def test_everything_hidden_is_shown_when_the_block_fails(capfd, monkeypatch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from binbot.helpformat import DefaultsFormatter
+from binbot.helpformat import DefaultsFormatter, epilog
 from binbot.train.label import DEFAULT_HTTP, serve
 
 DESCRIPTION = """Serve a page that shows each frame of FIELD/unlabelled/ (put there by binbot collect) with
@@ -13,7 +13,7 @@ the model's guess, its top classes and why the Pi kept it, and moves the frame a
 into FIELD/<class>/ with one key or click. The classes are those the sidecars score, in the
 model's order, then any other class folder already in FIELD. Stop it with Ctrl+C."""
 
-EPILOG = """keys on the page:
+NOTES = """keys on the page:
   1..9, 0        file the frame into the 1st..10th class (the buttons show each class's key)
   x, Delete      discard it (into FIELD/discarded/)
   u, Ctrl+Z, Backspace   undo the last filing or discarding of this session
@@ -30,17 +30,21 @@ the API (JSON, for a script; a POST needs Content-Type: application/json):
 
 FIELD then is a folder `binbot train --data FIELD` reads (it skips unlabelled/, discarded/ and the
 .json sidecars); moving the files by hand does just as well."""
-
-
-class HelpFormatter(DefaultsFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown, and the key and API tables kept as laid out."""
+EPILOG = epilog(
+    ("binbot label field", "the page at http://127.0.0.1:8090/"),
+    ("binbot label field --classes bottle,can,paper,glass", "with a class the model does not know yet"),
+    ("ssh -L 8090:127.0.0.1:8090 workstation", "from another machine: a tunnel, rather than --allow-remote"),
+    notes=NOTES,
+    next_steps="`binbot train --data PHOTOS --data FIELD --init RUN/model.keras --out NEW_RUN`, then "
+    "`binbot convert` and `binbot deploy` as before.",
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     label = commands.add_parser(
         "label", help="file collected field frames into class folders, in a browser (workstation)",
         description=DESCRIPTION,
-        epilog=EPILOG, formatter_class=HelpFormatter,
+        epilog=EPILOG, formatter_class=DefaultsFormatter,
     )
     label.add_argument("field", type=Path, metavar="FIELD", help="field folder, with the frames in unlabelled/")
     label.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT",

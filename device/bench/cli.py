@@ -9,34 +9,41 @@ from pathlib import Path
 
 from binbot.device.config import MAX_THREADS, RunConfig, range_problem
 from binbot.errors import BinbotError
-from binbot.helpformat import DefaultsFormatter
+from binbot.helpformat import DefaultsFormatter, epilog
 
 DEFAULTS = RunConfig()
 TFLITE_IDENTIFIER = b"TFL3"  # a FlatBuffer's file identifier sits at bytes 4..8
+EPILOG = epilog(
+    ("binbot bench bundles/int8 bundles/float32 --threads 1,2,4 --compare", "which mode, how many threads"),
+    ("binbot bench bundles/int8 --source picamera2 --json bench.json", "the whole path from the Pi camera"),
+    ("binbot bench bundles/int8 --reference mobilenet_v2_1.0_224_quant.tflite", "beside any plain .tflite"),
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser(
-        "bench", help="measure latency, fps, CPU and memory of bundles on this device",
+        "bench", help="measure latency, fps, CPU and memory of bundles on this machine (workstation, Pi)",
         description="For each bundle (and --reference model) at each thread count: load it, warm it up, then time "
         "--runs frames through the daemon's per-frame path, stage by stage (capture from --source; preprocess: "
         "resize and copy into the input tensor; invoke; postprocess: dequantize, smooth, top-k). Prints p50, p90, "
         "p99 and max of each stage and of the whole frame, fps, CPU use, peak memory, load time, the runtime, "
         "the machine and whether XNNPACK runs the model.",
-        formatter_class=DefaultsFormatter,
+        epilog=EPILOG, formatter_class=DefaultsFormatter,
     )
     bench.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE", help="bundle folders made by binbot convert")
-    bench.add_argument("--threads", help="interpreter thread counts to measure, comma-separated, e.g. 1,2,4 "
-                       f"(default: all cores, {DEFAULTS.threads} here)")
-    bench.add_argument("--runs", type=int, default=200, help="timed frames per model and thread count")
-    bench.add_argument("--warmup", type=int, default=20, help="untimed frames first (the first invokes pack weights)")
-    bench.add_argument("--source",
-                       help="frames from picamera2, opencv:INDEX|PATH|URL or replay:PATH, as for binbot run (default: "
-                       "the first bundle's self-test frames, from memory, already at the input size)")
-    bench.add_argument("--compare", action="store_true",
-                       help="run the models in turn, frame by frame (A B A B ...), so a busy machine slows all alike")
-    bench.add_argument("--reference", type=Path, action="append", metavar="FILE.tflite",
-                       help="also measure this plain .tflite model (fed pixels over its input's range); repeatable")
+    models = bench.add_argument_group("models")
+    models.add_argument("--threads", help="interpreter thread counts to measure, comma-separated, e.g. 1,2,4 "
+                        f"(default: all cores, {DEFAULTS.threads} here)")
+    models.add_argument("--reference", type=Path, action="append", metavar="FILE.tflite",
+                        help="also measure this plain .tflite model (fed pixels over its input's range); repeatable")
+    models.add_argument("--compare", action="store_true",
+                        help="run the models in turn, frame by frame (A B A B ...), so a busy machine slows all alike")
+    frames = bench.add_argument_group("frames")
+    frames.add_argument("--runs", type=int, default=200, help="timed frames per model and thread count")
+    frames.add_argument("--warmup", type=int, default=20, help="untimed frames first (the first invokes pack weights)")
+    frames.add_argument("--source",
+                        help="frames from picamera2, opencv:INDEX|PATH|URL or replay:PATH, as for binbot run (default: "
+                        "the first bundle's self-test frames, from memory, already at the input size)")
     bench.add_argument("--json", type=Path, metavar="FILE", help="also write every figure to this JSON file")
     bench.set_defaults(handler=_bench)
 
