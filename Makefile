@@ -1,5 +1,6 @@
 # BinBot. `make demo` sets everything up and runs the whole pipeline on generated images;
-# `make test` runs the test suite. Both create and reuse the virtual environment in $(VENV).
+# `make test` runs the test suite; `make docs` builds the docs site. All create and reuse the virtual
+# environment in $(VENV).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 WEIGHTS ?= imagenet
 DEMO ?= .demo
 
-.PHONY: install demo test pi-check clean
+.PHONY: install demo test docs pi-check clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +40,11 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
+# docs/ as a site, in mkdocs.yml's reading order, into build/site; --strict makes a broken link or anchor,
+# or a page left out of the nav, an error. `$(BIN)/mkdocs serve` shows it while you edit.
+docs: install
+	$(BIN)/mkdocs build --strict
+
 # Proof that the device side installs and runs on a Pi's CPU: an emulated Debian arm64 root (cached in
 # .cache/pi-check), binbot[device] from aarch64 wheels, decoding, resizing, classify and run compared
 # with this machine, on TrashNet photos from ../shared/data/trashnet when it is there.
@@ -47,4 +53,4 @@ pi-check: install
 	VENV=$(VENV) tests/pi_check.sh $(if $(BUNDLE),--bundle $(BUNDLE)) $(IMAGES)
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache
+	rm -rf $(VENV) $(DEMO) .pytest_cache build/site
