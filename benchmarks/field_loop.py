@@ -51,7 +51,8 @@ def prepare_images(photos: Path, work: Path) -> tuple[Path, Path, Path]:
     """The camera's replay folder, the held-back field images and TrashNet's validation photos."""
     sys.path.insert(0, str(HERE))
     import field_set
-    from binbot.train.folder import scan, stratified_split
+    from binbot.device.imagefolder import scan
+    from binbot.train.folder import stratified_split
 
     every_field = work / "field-all"
     if not (every_field / ".complete").exists():

@@ -30,13 +30,14 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from binbot.convert import data, tflite
+from binbot.convert import data, runfolder, tflite
+from binbot.convert.checkpoint import load_checkpoint
 from binbot.convert.validation import classify_all
 from binbot.device.labels import read_labels
 from binbot.device.runtime import Classifier
 from binbot.errors import BinbotError
 from binbot.files import write_text
-from binbot.train.model import base_of, load_checkpoint
+from binbot.train.model import base_of
 
 INT8_LEVELS = 127
 CALIBRATION_SIZES = (100, 300, 1000)
@@ -51,13 +52,12 @@ def main() -> None:
     args = parser.parse_args()
     started = time.monotonic()
 
-    checkpoint = args.run / "model.keras"
-    class_names = read_labels(args.run / "labels.txt")
-    split = args.run / data.SPLIT
+    checkpoint = args.run / runfolder.MODEL
+    class_names = read_labels(args.run / runfolder.LABELS)
     model = load_checkpoint(checkpoint)
     size = model.input_shape[1:3]
-    validation = data.from_split(split, "validation", class_names)
-    training = data.from_split(split, "train", class_names)
+    validation = data.from_split(args.run, "validation", class_names)
+    training = data.from_split(args.run, "train", class_names)
     images, truth = validation.load(*size), np.array(validation.labels)
     print(f"{len(truth)} validation images; calibration images from the {len(training.paths)} training images", file=sys.stderr)
 

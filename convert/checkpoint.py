@@ -1,22 +1,59 @@
-"""The checkpoint being converted: a Keras .keras or .h5 model, or a SavedModel folder."""
+"""Keras checkpoints: the one safe loader of a .keras or .h5 model (for convert, train --init and evaluate),
+and the checkpoint being converted, which may also be a SavedModel folder."""
 
 from __future__ import annotations
 
 import hashlib
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from binbot.device.bundle import sha256_file
 from binbot.errors import BinbotError
-from binbot.train.model import load_checkpoint
 
 PREDICT_BATCH = 32
+
+# What each checkpoint suffix holds, told by its first bytes.
+CHECKPOINT_FORMATS = {".keras": (b"PK\x03\x04", "a zip archive"), ".h5": (b"\x89HDF\r\n\x1a\n", "an HDF5 file")}
+
+
+def load_checkpoint(path: str | Path) -> keras.Model:
+    """Load a .keras or .h5 model in Keras' safe mode (a checkpoint cannot run code)."""
+    path = Path(path)
+    if not path.exists():
+        raise BinbotError(f"{path}: checkpoint not found")
+    if path.is_dir() or path.suffix not in CHECKPOINT_FORMATS:
+        raise BinbotError(f"{path}: not a Keras checkpoint (expected a .keras or .h5 file)")
+    magic, kind = CHECKPOINT_FORMATS[path.suffix]
+    with path.open("rb") as file:
+        if file.read(len(magic)) != magic:
+            raise BinbotError(f"{path}: not a Keras checkpoint (a {path.suffix} file is {kind}; this one is not)")
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        # Its start is a zip's but the directory at its end is missing; Keras would call it "not found".
+        raise BinbotError(f"{path}: not a readable Keras checkpoint, truncated or corrupt (its zip archive has no end)")
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except (OSError, KeyError, zipfile.BadZipFile, EOFError) as error:  # the zip or HDF5 file itself
+        raise BinbotError(f"{path}: not a readable Keras checkpoint, truncated or corrupt ({_first_line(error)})") from error
+    except (ValueError, TypeError) as error:  # the model described in it
+        # Keras has no exception type of its own for a safe-mode refusal; its message names the option.
+        if "safe_mode" in str(error):
+            raise BinbotError(
+                f"{path}: refused by Keras' safe mode: the checkpoint contains Python code (a Lambda layer, say), and "
+                "BinBot never runs code from a checkpoint; rebuild the model without it"
+            ) from error
+        raise BinbotError(f"{path}: Keras could not rebuild the model in this checkpoint ({_first_line(error)})") from error
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 @dataclass
@@ -89,8 +126,7 @@ def _load_saved_model(path: Path, trusted: bool) -> Checkpoint:
     try:
         loaded = tf.saved_model.load(str(path))
     except (OSError, ValueError, tf.errors.OpError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BinbotError(f"{path}: not a readable SavedModel ({reason})") from error
+        raise BinbotError(f"{path}: not a readable SavedModel ({_first_line(error)})") from error
     signature = loaded.signatures.get("serving_default")
     if signature is None:
         raise BinbotError(f"{path}: SavedModel has no 'serving_default' signature to convert")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from binbot import __version__
-from binbot.convert import data, mixed, tflite
+from binbot.convert import data, mixed, runfolder, tflite
 from binbot.convert.checkpoint import Checkpoint, checkpoint_sha256, load_for_conversion
 from binbot.convert.validation import Validation, check_drop, classify_all, compare, table
 from binbot.device import bundle as bundle_format
@@ -169,10 +169,8 @@ def _write_bundle(config: ConvertConfig, model: bytes, class_names: list[str], s
 
 
 def default_labels(checkpoint: Path) -> Path:
-    """labels.txt beside a checkpoint file; for a SavedModel folder, inside it or else beside it."""
-    if checkpoint.is_dir() and (checkpoint / "labels.txt").is_file():
-        return checkpoint / "labels.txt"
-    path = checkpoint.parent / "labels.txt"
+    """The run folder's labels.txt beside the checkpoint (in a SavedModel folder, or beside it)."""
+    path = runfolder.labels_beside(checkpoint)
     if not path.is_file():
         raise BinbotError(f"{path}: labels file not found beside {checkpoint.name}; pass --labels FILE")
     return path

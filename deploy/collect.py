@@ -2,20 +2,16 @@
 
 On the Pi, <remote-dir>/kept/ holds the frames the service kept, each a pair <id>.jpg + <id>.json
 (binbot.device.kept); the sidecar is written last, so only a frame that has one is taken. Here, the
-field folder holds:
+field folder (binbot.device.fieldfolder) holds them in unlabelled/, <class>/ or discarded/, and a
+copy under way in .collect-*/, removed when it ends.
 
-    unlabelled/   frames collected and not labelled yet, where `binbot label` finds them
-    <class>/      frames labelled as that class
-    discarded/    frames labelled as not worth training on
-    .collect-*/   a copy under way, removed when it ends
-
-A frame whose id is in any of the first three is not copied again. The Pi is not trusted: it lists its
-frames with each JPEG's size and sha256, sends those asked for as a tar, and only regular files named
-exactly <id>.jpg and <id>.json for those ids, no bigger than listed, are taken from it; a tar longer
-than the listed sizes allow is cut off and refused, so a Pi cannot fill this machine's disk. Each copy is checked against its
-sidecar and against the Pi's checksum, then filed into unlabelled/ by renames, the JPEG first and the
-sidecar last, so a frame there with a sidecar is whole. Only a frame that is here and checked is ever
-deleted on the Pi.
+A frame whose id is anywhere in the field folder is not copied again. The Pi is not trusted: it lists
+its frames with each JPEG's size and sha256, sends those asked for as a tar, and only regular files
+named exactly <id>.jpg and <id>.json for those ids, no bigger than listed, are taken from it; a tar
+longer than the listed sizes allow is cut off and refused, so a Pi cannot fill this machine's disk.
+Each copy is checked against its sidecar and against the Pi's checksum, then filed into unlabelled/
+as the field folder moves a pair (the sidecar last, so a frame there with a sidecar is whole; never
+over a frame already there). Only a frame that is here and checked is ever deleted on the Pi.
 """
 
 from __future__ import annotations
@@ -31,7 +27,8 @@ from typing import BinaryIO
 
 from binbot.deploy.remote import Remote, RemoteError, remote_script
 from binbot.deploy.settings import Settings
-from binbot.device.kept import KEPT_ID, MAX_JPEG, MAX_SIDECAR, UNLABELLED, file_digest, is_id, kept_ids, read_sidecar
+from binbot.device.fieldfolder import UNLABELLED, FrameTaken, frames_here, move_pair
+from binbot.device.kept import KEPT_ID, MAX_JPEG, MAX_SIDECAR, file_digest, is_id, read_sidecar
 from binbot.errors import BinbotError
 
 Say = Callable[[str], None]
@@ -104,15 +101,6 @@ def oversized(listed: Listed) -> str:
 def is_kept_id(text: str) -> bool:
     # ASCII digits only: the Pi's scripts refuse any other, so one named otherwise could never be copied.
     return text.isascii() and is_id(text)
-
-
-def frames_here(field_dir: Path) -> dict[str, Path]:
-    """Each complete kept frame in field_dir's sub-folders (unlabelled/, the classes, discarded/): id -> its folder."""
-    here = {}
-    for folder in sorted(field_dir.iterdir()):
-        if folder.is_dir() and not folder.name.startswith("."):
-            here.update((frame_id, folder) for frame_id in kept_ids(folder))
-    return here
 
 
 def list_kept(remote: Remote, kept_dir: str, unhashed: set[str]) -> list[Listed] | None:
@@ -193,12 +181,6 @@ def check_copy(folder: Path, listed: Listed) -> str:
     return "the copy does not match the checksum the Pi gave: it was damaged on the way; collect again"
 
 
-def file_frame(folder: Path, frame_id: str, unlabelled: Path) -> None:
-    """Move a checked frame into unlabelled/: the JPEG, then the sidecar that makes it whole there."""
-    for suffix in (".jpg", ".json"):
-        (folder / f"{frame_id}{suffix}").replace(unlabelled / f"{frame_id}{suffix}")
-
-
 def same_jpeg(path: Path, listed: Listed) -> bool:
     """True if path is the JPEG the Pi listed (size and sha256)."""
     return listed.sha256 is not None and file_digest(path) == (listed.size, listed.sha256)
@@ -229,7 +211,12 @@ def copy_batch(remote: Remote, kept_dir: str, batch: list[Listed], field_dir: Pa
                 result.problems.append((listed.id, problem))
                 say(f"{listed.id}: {problem}; not kept, and left on the Pi")
                 continue
-            file_frame(folder, listed.id, field_dir / UNLABELLED)
+            try:
+                move_pair(listed.id, folder, field_dir / UNLABELLED)
+            except FrameTaken as taken:  # filed meanwhile, by another collect into the same folder
+                result.problems.append((listed.id, str(taken)))
+                say(f"{listed.id}: {taken}; left on the Pi")
+                continue
             filed.append(listed.id)
     return filed
 
@@ -274,6 +261,8 @@ def collect(remote: Remote, settings: Settings, field_dir: Path, delete: bool, s
                 say(f"deleted {result.deleted} frame(s) on the Pi, each one here and checked")
     except RemoteError as error:
         result.error = error.problem
+    except BinbotError as error:  # a frame that could not be moved into unlabelled/
+        result.error = str(error)
     except OSError as error:
         result.error = f"{error.filename or field_dir}: {error.strerror or error}; no frame was left half-written; collect again once that is put right"
     return result

@@ -2,7 +2,7 @@
 
 The one contract between the daemon that keeps frames on the Pi, `binbot collect` that copies them
 to the workstation, and `binbot label` that files them: all three name, read and check kept frames
-here. An id is the UTC time the frame was kept, to the millisecond, and 8 random hex digits, so ids
+here (the field folder they are filed in on the workstation is binbot.device.fieldfolder's). An id is the UTC time the frame was kept, to the millisecond, and 8 random hex digits, so ids
 sort by age and never collide between Pis; it becomes a file name on both sides, so anything that is
 not exactly such an id is refused. The sidecar is written after its JPEG, so a frame whose sidecar
 exists is complete; the sidecar carries the JPEG's sha256 and size, checked after every copy.
@@ -24,9 +24,6 @@ from binbot.errors import BinbotError
 FORMAT = 1
 KEPT_ID = re.compile(r"[0-9]{8}T[0-9]{9}Z-[0-9a-f]{8}")  # 20261130T144223123Z-3fa2b1c9
 REASONS = ("low-confidence", "disagreement", "sample", "event")
-# Sub-folders of a field folder that are not classes: frames not yet labelled, and those thrown away.
-UNLABELLED, DISCARDED = "unlabelled", "discarded"
-NOT_CLASSES = (UNLABELLED, DISCARDED)
 MAX_SIDECAR = 1 << 20  # bytes; a sidecar is about 1 KB, so anything near this is not one
 MAX_JPEG = 64 << 20  # bytes; a 12-megapixel frame at quality 100 is about 10 MB
 
@@ -165,3 +162,13 @@ def kept_ids(folder: Path) -> list[str]:
     except FileNotFoundError:
         return []
     return sorted(name[:-5] for name in names if name.endswith(".json") and is_id(name[:-5]))
+
+
+def __getattr__(name: str) -> str:
+    # UNLABELLED and DISCARDED moved to binbot.device.fieldfolder; deploy/collect_cli.py still imports them
+    # from here. Remove this once it imports them from there.
+    if name in ("UNLABELLED", "DISCARDED"):
+        from binbot.device import fieldfolder
+
+        return getattr(fieldfolder, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

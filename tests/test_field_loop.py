@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from binbot.cli import main
-from binbot.device.kept import DISCARDED, UNLABELLED, kept_ids, read_sidecar
+from binbot.device.fieldfolder import DISCARDED, UNLABELLED
+from binbot.device.kept import kept_ids, read_sidecar
 from helpers import TIMEOUT, wait_for
 from test_label import Client
 

@@ -9,7 +9,8 @@ from PIL import Image
 
 from binbot.device.kept import KeptFrame, new_id, read_sidecar, sidecar
 from binbot.errors import BinbotError
-from binbot.train.folder import scan, scan_all, stratified_split
+from binbot.device.imagefolder import scan
+from binbot.train.folder import scan_all, stratified_split
 
 
 def make_folder(root, per_class: dict[str, int]):

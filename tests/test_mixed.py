@@ -9,10 +9,9 @@ import pytest
 
 from binbot.cli import main
 from binbot.convert import mixed, tflite
-from binbot.convert.checkpoint import load_for_conversion
+from binbot.convert.checkpoint import load_checkpoint, load_for_conversion
 from binbot.device.bundle import MANIFEST, MODEL, load_bundle, manifest_checksum, read_bundle
 from binbot.errors import BinbotError
-from binbot.train.model import load_checkpoint
 from test_convert import convert, leftovers, split_images
 
 DEAD = 0  # the depthwise channel that never passes its ReLU6

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from binbot.device.frames import load_model_input
-from binbot.train.folder import scan
+from binbot.device.imagefolder import scan
 from binbot.train.model import build_model
 from binbot.train.pipeline import augmentation, make_dataset
 from conftest import TINY_SIZE

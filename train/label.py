@@ -1,10 +1,10 @@
 """`binbot label`: file the frames in FIELD/unlabelled/ into FIELD/<class>/ from a page in a browser.
 
-A kept frame is a pair, <id>.jpg and its sidecar <id>.json (binbot.device.kept). Filing one renames
-the JPEG and then the sidecar into FIELD/<class>/ (or FIELD/discarded/): renames within one folder
-tree, each atomic, never overwriting. The sidecar goes last both ways, so a frame whose sidecar is in
-unlabelled/ is whole there. What comes out is the layout `binbot train --data` reads (it skips
-unlabelled/, discarded/ and the sidecars), so sorting the files by hand is just as good.
+A kept frame is a pair, <id>.jpg and its sidecar <id>.json (binbot.device.kept). Filing one moves
+the pair into FIELD/<class>/ (or FIELD/discarded/) as the field folder moves pairs
+(binbot.device.fieldfolder: renames, the sidecar last, never overwriting). What comes out is the
+layout `binbot train --data` reads (it skips unlabelled/, discarded/ and the sidecars), so sorting
+the files by hand is just as good.
 
 The server listens on loopback unless told otherwise, since its API moves files:
   GET  /               the page (label.html: one file, nothing fetched from elsewhere)
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
 import shlex
 import signal
@@ -41,15 +40,15 @@ from urllib.parse import urlsplit
 
 from binbot import boundedfile, boundedjson
 from binbot.device import kept
+from binbot.device.fieldfolder import (DISCARDED, UNLABELLED, FrameMissing, FrameTaken, class_folders,
+                                       class_name_problem, move_pair, waiting)
 from binbot.device.httpguard import GuardedHandler, GuardedServer, Refused, answer, header_number
-from binbot.device.kept import DISCARDED, NOT_CLASSES, UNLABELLED
 from binbot.errors import BinbotError
 
 PAGE = "label.html"
 DEFAULT_HTTP = "127.0.0.1:8090"
 TOP = 3  # classes shown with bars for each frame
 MAX_BODY = 1024  # bytes: the API's bodies are an id and a class name
-MAX_CLASS_NAME = 100
 FRAME_PATH = re.compile(rf"/frame/({kept.KEPT_ID.pattern})\.jpg")
 BODY_KEYS = {"/api/file": {"id", "class"}, "/api/discard": {"id"}, "/api/undo": set()}
 
@@ -58,17 +57,6 @@ BODY_KEYS = {"/api/file": {"id", "class"}, "/api/discard": {"id"}, "/api/undo": 
 class Move:
     id: str
     to: str  # the class folder, or DISCARDED
-
-
-def class_name_problem(name: str) -> str:
-    """Why name cannot be a class folder of a field folder ('' if it can)."""
-    if not name or len(name) > MAX_CLASS_NAME:
-        return f"a class name should be 1 to {MAX_CLASS_NAME} characters"
-    if name in NOT_CLASSES:
-        return f"{name!r} is the folder of {'frames not yet labelled' if name == UNLABELLED else 'discarded frames'}"
-    if name.startswith(".") or any(c in name for c in "/\\\0") or not name.isprintable() or name != name.strip():
-        return f"{name!r} cannot be a folder name (no leading dot, slash, control character or edge space)"
-    return ""
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -145,7 +133,7 @@ class Field:
                 raise Refused(409, "nothing to undo in this session")
             last = self._moves[-1]
             try:
-                move_pair(self.root, last.id, last.to, UNLABELLED)
+                self._move(last.id, last.to, UNLABELLED)
             except Refused as refused:
                 if refused.status == 404:  # moved away by hand since: there is nothing left to undo
                     self._moves.pop()
@@ -157,10 +145,21 @@ class Field:
     def _move_out(self, frame_id: str, to: str) -> dict:
         with self._lock:
             self._check_left(frame_id)
-            move_pair(self.root, frame_id, UNLABELLED, to)
+            self._move(frame_id, UNLABELLED, to)
             self._moves.append(Move(frame_id, to))
         self._log(f"label: {frame_id} -> {to}/")
         return {"id": frame_id, "from": UNLABELLED, "to": to}
+
+    def _move(self, frame_id: str, source: str, to: str) -> None:
+        """Move a pair between two sub-folders; a refusal is the HTTP answer for why. The callers hold the lock."""
+        try:
+            move_pair(frame_id, self.root / source, self.root / to)
+        except FrameMissing as missing:
+            raise Refused(404, str(missing)) from None
+        except FrameTaken as taken:
+            raise Refused(409, str(taken)) from None
+        except BinbotError as error:
+            raise Refused(500, str(error)) from None
 
     def _check_left(self, frame_id: str) -> None:
         if not kept.is_id(frame_id):
@@ -170,7 +169,7 @@ class Field:
 
     def _frames(self) -> tuple[list[dict], list[str]]:
         frames, problems = [], []
-        for frame_id in kept.kept_ids(self.unlabelled):
+        for frame_id in waiting(self.root):
             if not (self.unlabelled / f"{frame_id}.jpg").is_file():
                 problems.append(f"{UNLABELLED}/{frame_id}.json: its {frame_id}.jpg is missing")
                 continue
@@ -191,30 +190,6 @@ def frame_entry(path: Path) -> dict:
             "time": frame.time, "model": frame.model, "item": frame.item, "origin": frame.origin}
 
 
-def move_pair(root: Path, frame_id: str, source: str, to: str) -> None:
-    """Rename root/source/<id>.jpg, then its .json, into root/to/; refused if one is missing or already there."""
-    names = (f"{frame_id}.jpg", f"{frame_id}.json")
-    missing = [name for name in names if not (root / source / name).is_file()]
-    if missing:
-        raise Refused(404, f"{source}/{missing[0]} is not there (moved by hand?)")
-    # Checked, not left to rename, which would replace the file silently. The callers hold the Field's lock,
-    # so only a hand-made move at the same moment could slip between the check and the rename.
-    taken = [name for name in names if os.path.lexists(root / to / name)]
-    if taken:
-        raise Refused(409, f"{to}/{taken[0]} exists already; nothing moved (compare the two and remove one by hand)")
-    try:
-        (root / to).mkdir(exist_ok=True)
-        os.rename(root / source / names[0], root / to / names[0])
-        try:
-            os.rename(root / source / names[1], root / to / names[1])
-        except OSError:
-            os.rename(root / to / names[0], root / source / names[0])
-            raise
-    except OSError as error:
-        raise Refused(500, f"cannot move {frame_id} from {source}/ to {to}/ ({error.strerror or error}); "
-                      "it was left where it was") from None
-
-
 def open_field(root: Path, given: list[str] | None = None, log: Callable[[str], None] = print) -> Field:
     """The field folder at root, with its classes: given (--classes), else those the sidecars score in
     the model's order (their union, first seen first, if they differ); then any other class folder in root."""
@@ -230,15 +205,16 @@ def open_field(root: Path, given: list[str] | None = None, log: Callable[[str], 
             raise BinbotError("--classes: a class is named twice")
         classes = list(given)
     else:
-        classes = sidecar_classes(root / UNLABELLED, log)
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not class_name_problem(p.name))
+        classes = sidecar_classes(root, log)
+    folders = [name for name in class_folders(root) if not class_name_problem(name)]
     return Field(root, classes + [name for name in folders if name not in classes], log)
 
 
-def sidecar_classes(unlabelled: Path, log: Callable[[str], None]) -> list[str]:
-    """The classes the sidecars in unlabelled score, first seen first; names unfit for a folder are skipped."""
+def sidecar_classes(root: Path, log: Callable[[str], None]) -> list[str]:
+    """The classes the sidecars in root/unlabelled/ score, first seen first; names unfit for a folder are skipped."""
+    unlabelled = root / UNLABELLED
     classes: dict[str, None] = {}
-    for frame_id in kept.kept_ids(unlabelled):
+    for frame_id in waiting(root):
         try:
             frame = kept.read_sidecar(unlabelled / f"{frame_id}.json")
         except BinbotError:

@@ -1,8 +1,10 @@
-"""The classifier: MobileNetV2 features under a small dense head, and its checkpoints."""
+"""The classifier: MobileNetV2 features under a small dense head.
+
+Its checkpoints are loaded by binbot.convert.checkpoint.load_checkpoint, the one safe reader of them.
+"""
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import keras
@@ -74,39 +76,3 @@ def unfreeze_top(model: keras.Model, fine_tune_at: int) -> int:
         frozen = index < fine_tune_at or isinstance(layer, layers.BatchNormalization)
         layer.trainable = not frozen
     return sum(1 for layer in base.layers if layer.trainable and layer.weights)
-
-
-# What each checkpoint suffix holds, told by its first bytes.
-CHECKPOINT_FORMATS = {".keras": (b"PK\x03\x04", "a zip archive"), ".h5": (b"\x89HDF\r\n\x1a\n", "an HDF5 file")}
-
-
-def load_checkpoint(path: str | Path) -> keras.Model:
-    """Load a .keras or .h5 model in Keras' safe mode (a checkpoint cannot run code)."""
-    path = Path(path)
-    if not path.exists():
-        raise BinbotError(f"{path}: checkpoint not found")
-    if path.is_dir() or path.suffix not in CHECKPOINT_FORMATS:
-        raise BinbotError(f"{path}: not a Keras checkpoint (expected a .keras or .h5 file)")
-    magic, kind = CHECKPOINT_FORMATS[path.suffix]
-    with path.open("rb") as file:
-        if file.read(len(magic)) != magic:
-            raise BinbotError(f"{path}: not a Keras checkpoint (a {path.suffix} file is {kind}; this one is not)")
-    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
-        # Its start is a zip's but the directory at its end is missing; Keras would call it "not found".
-        raise BinbotError(f"{path}: not a readable Keras checkpoint, truncated or corrupt (its zip archive has no end)")
-    try:
-        return keras.models.load_model(path, safe_mode=True)
-    except (OSError, KeyError, zipfile.BadZipFile, EOFError) as error:  # the zip or HDF5 file itself
-        raise BinbotError(f"{path}: not a readable Keras checkpoint, truncated or corrupt ({_first_line(error)})") from error
-    except (ValueError, TypeError) as error:  # the model described in it
-        # Keras has no exception type of its own for a safe-mode refusal; its message names the option.
-        if "safe_mode" in str(error):
-            raise BinbotError(
-                f"{path}: refused by Keras' safe mode: the checkpoint contains Python code (a Lambda layer, say), and "
-                "BinBot never runs code from a checkpoint; rebuild the model without it"
-            ) from error
-        raise BinbotError(f"{path}: Keras could not rebuild the model in this checkpoint ({_first_line(error)})") from error
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

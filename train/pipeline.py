@@ -7,7 +7,7 @@ import tensorflow as tf
 from keras import layers, Sequential
 
 from binbot.device.frames import load_model_input
-from binbot.train.folder import Example
+from binbot.device.imagefolder import Example
 
 # Decoded images are kept in memory after the first epoch when they fit in this much.
 CACHE_LIMIT_BYTES = 4 << 30

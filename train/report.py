@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from binbot.convert.runfolder import CONFIG, CONFUSION_PLOT, HISTORY, LABELS, METRICS, MODEL, TRAINING_PLOT
 from binbot.train import recipes
 from binbot.train.scores import format_table
 
@@ -30,21 +31,21 @@ def training_report(config: dict, metrics: dict) -> str:
         f"{metrics['training_seconds'] / 60:.1f} min; {images['skipped']} file(s) skipped.",
         "",
         *_by_data_table(metrics.get("by_data", {})),
-        "![Loss and accuracy per epoch](training.png)",
+        f"![Loss and accuracy per epoch]({TRAINING_PLOT})",
         "",
         "## Per class, on the validation images",
         "",
         format_table(metrics),
         "",
-        "![Confusion matrix](confusion.png)",
+        f"![Confusion matrix]({CONFUSION_PLOT})",
         "",
         *_by_data_classes(metrics.get("by_data", {})),
         *_skipped_section(metrics["skipped_files"]),
         "## Files",
         "",
-        "- `model.keras`: the checkpoint (input raw RGB 0..255, output class probabilities)",
-        "- `labels.txt`: class names in output order",
-        "- `metrics.json`, `history.json`, `config.json`: the figures above, per-epoch history, every setting",
+        f"- `{MODEL}`: the checkpoint (input raw RGB 0..255, output class probabilities)",
+        f"- `{LABELS}`: class names in output order",
+        f"- `{METRICS}`, `{HISTORY}`, `{CONFIG}`: the figures above, per-epoch history, every setting",
         "",
     ])
 
@@ -59,7 +60,7 @@ def evaluation_report(metrics: dict) -> str:
         "",
         format_table(metrics),
         "",
-        "![Confusion matrix](confusion.png)",
+        f"![Confusion matrix]({CONFUSION_PLOT})",
         "",
         *_skipped_section(metrics["skipped_files"]),
     ])
@@ -112,7 +113,7 @@ def _skipped_section(skipped: list[dict]) -> list[str]:
     lines = ["## Skipped files", ""]
     lines += [f"- `{s['path']}`: {s['reason']}" for s in skipped[:SKIPPED_SHOWN]]
     if len(skipped) > SKIPPED_SHOWN:
-        lines.append(f"- ... and {len(skipped) - SKIPPED_SHOWN} more (all are in metrics.json)")
+        lines.append(f"- ... and {len(skipped) - SKIPPED_SHOWN} more (all are in {METRICS})")
     return lines + [""]
 
 

@@ -14,19 +14,23 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from binbot.device.labels import read_labels, write_labels
+from binbot.convert import runfolder
+from binbot.convert.checkpoint import load_checkpoint
+from binbot.device.imagefolder import Example, scan
+from binbot.device.labels import read_labels
 from binbot.errors import BinbotError
 from binbot.files import build_directory, check_can_write, check_out_apart, write_json
-from binbot.train import folder, plots, report
+from binbot.train import plots, report
+from binbot.train.folder import scan_all, stratified_split
 from binbot.train.recipes import CLASS_WEIGHTS, DEFAULT_RECIPE, SEED, SHARED, values_of
 from binbot.train.scores import classification_metrics, format_table
-from binbot.train.model import build_model, freeze_base, load_checkpoint, unfreeze_top
+from binbot.train.model import build_model, freeze_base, unfreeze_top
 from binbot.train.pipeline import make_dataset
 
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a run; saved as config.json beside the checkpoint.
+    """Everything that decides a run; saved as the run folder's config.json beside the checkpoint.
 
     The defaults are the seed recipe's; recipes.resolve() gives another recipe's values.
     """
@@ -72,8 +76,8 @@ class DataPart:
 
     name: str
     path: Path
-    train: list[folder.Example]
-    val: list[folder.Example]
+    train: list[Example]
+    val: list[Example]
     skipped: list[tuple[Path, str]]
 
 
@@ -86,17 +90,17 @@ def split_data(config: TrainConfig) -> tuple[list[str], list[DataPart]]:
     if config.val_data and len(config.data) > 1:
         raise BinbotError(f"--val-data {config.val_data}: works with one --data, not {len(config.data)}; "
                           "drop it and each --data folder is split by --val-split")
-    known_labels = read_labels(config.init.parent / "labels.txt") if config.init else None
-    scanned = folder.scan_all(config.data, known_labels)
+    known_labels = read_labels(runfolder.labels_beside(config.init)) if config.init else None
+    scanned = scan_all(config.data, known_labels)
     class_names = scanned[0].class_names
     names = data_names(config.data)
     if config.val_data:
-        val_images = folder.scan(config.val_data, class_names)
+        val_images = scan(config.val_data, class_names)
         return class_names, [DataPart(names[0], config.data[0], scanned[0].examples, val_images.examples,
                                       scanned[0].skipped + val_images.skipped)]
     parts = []
     for name, path, images in zip(names, config.data, scanned):
-        train_examples, val_examples = folder.stratified_split(images.examples, config.val_split, config.seed)
+        train_examples, val_examples = stratified_split(images.examples, config.val_split, config.seed)
         parts.append(DataPart(name, path, train_examples, val_examples, images.skipped))
     return class_names, parts
 
@@ -173,17 +177,16 @@ def train(config: TrainConfig) -> dict:
         metrics["class_weights"] = {class_names[c]: w for c, w in class_weight.items()}
     if len(parts) > 1:
         metrics["by_data"] = _by_data(parts, predicted, class_names)
-    split = {"class_names": class_names, "train": _listing(train_examples), "validation": _listing(val_examples)}
-    _write_run(config, model, class_names, history, metrics, split)
+    _write_run(config, model, runfolder.Split(class_names, train_examples, val_examples), history, metrics)
     print(format_table(metrics))
     print(f"validation accuracy {metrics['accuracy']:.4f} after {fit_seconds / 60:.1f} min of training")
     for name, part in metrics.get("by_data", {}).items():
         print(f"  {name}: {report.accuracy_text(part)}")
-    print(f"wrote {config.out}/: model.keras, labels.txt, metrics.json, history.json, training.png, confusion.png, report.md")
+    print(f"wrote {config.out}/: {', '.join(runfolder.FILES)}")
     return metrics
 
 
-def balanced_class_weights(train_examples: list[folder.Example]) -> dict[int, float]:
+def balanced_class_weights(train_examples: list[Example]) -> dict[int, float]:
     """n / (k * count) for each class label among the training images (k: how many classes they hold).
 
     Each class then weighs as much in the loss as any other, and an image weighs 1 on average, so the
@@ -198,7 +201,7 @@ def _starting_model(config: TrainConfig, n_classes: int) -> keras.Model:
     if config.init:
         model = load_checkpoint(config.init)
         if model.output_shape[-1] != n_classes:
-            raise BinbotError(f"{config.init}: outputs {model.output_shape[-1]} classes but its labels.txt lists {n_classes}")
+            raise BinbotError(f"{config.init}: outputs {model.output_shape[-1]} classes but its {runfolder.LABELS} lists {n_classes}")
         if model.input_shape[1:3] != (config.image_size, config.image_size):
             raise BinbotError(f"{config.init}: takes {model.input_shape[1:3]} images; pass --image-size to match")
         freeze_base(model)
@@ -244,7 +247,7 @@ def _predict(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
     return model.predict(dataset, verbose=0).argmax(axis=1)
 
 
-def _labels(examples: list[folder.Example]) -> np.ndarray:
+def _labels(examples: list[Example]) -> np.ndarray:
     return np.array([e.label for e in examples], dtype=np.int64)
 
 
@@ -264,22 +267,14 @@ def _by_data(parts: list[DataPart], predicted: np.ndarray, class_names: list[str
     return by_data
 
 
-def _listing(examples: list[folder.Example]) -> list[dict]:
-    return [{"path": str(e.path.resolve()), "label": e.label} for e in examples]
-
-
-def _write_run(config: TrainConfig, model, class_names, history, metrics, split) -> None:
+def _write_run(config: TrainConfig, model: keras.Model, split: runfolder.Split, history: dict, metrics: dict) -> None:
     fine_tune_from = config.epochs if config.fine_tune_epochs else None
     with build_directory(config.out, config.force) as run:
-        model.save(run / "model.keras")
-        write_labels(run / "labels.txt", class_names)
-        write_json(run / "config.json", config.as_json())
-        write_json(run / "history.json", {**history, "fine_tune_from_epoch": fine_tune_from})
-        write_json(run / "metrics.json", metrics)
-        write_json(run / "split.json", split)
-        plots.plot_history(history, run / "training.png", fine_tune_from)
-        plots.plot_confusion(metrics["confusion_matrix"], class_names, run / "confusion.png", "Validation confusion matrix")
-        (run / "report.md").write_text(report.training_report(config.as_json(), metrics))
+        runfolder.write(run, model, split, config.as_json(), {**history, "fine_tune_from_epoch": fine_tune_from}, metrics)
+        plots.plot_history(history, run / runfolder.TRAINING_PLOT, fine_tune_from)
+        plots.plot_confusion(metrics["confusion_matrix"], split.class_names, run / runfolder.CONFUSION_PLOT,
+                             "Validation confusion matrix")
+        (run / runfolder.REPORT).write_text(report.training_report(config.as_json(), metrics))
 
 
 def evaluate(checkpoint: Path, data: Path, out: Path, labels: Path | None = None,
@@ -288,10 +283,10 @@ def evaluate(checkpoint: Path, data: Path, out: Path, labels: Path | None = None
     check_out_apart(out, {"--data": data, "the checkpoint": checkpoint})
     check_can_write(out, force)
     model = load_checkpoint(checkpoint)
-    class_names = read_labels(labels or checkpoint.parent / "labels.txt")
+    class_names = read_labels(labels or runfolder.labels_beside(checkpoint))
     if model.output_shape[-1] != len(class_names):
         raise BinbotError(f"{checkpoint}: outputs {model.output_shape[-1]} classes but the labels list {len(class_names)}")
-    images = folder.scan(data, class_names)
+    images = scan(data, class_names)
     image_size = model.input_shape[1]
     dataset = make_dataset(images.examples, image_size, batch_size)
     metrics = classification_metrics(_labels(images.examples), _predict(model, dataset), class_names)
@@ -301,11 +296,14 @@ def evaluate(checkpoint: Path, data: Path, out: Path, labels: Path | None = None
         data=str(data),
         skipped_files=[{"path": str(p), "reason": why} for p, why in images.skipped],
     )
+    # An evaluation folder holds the run folder's figures for other images: its files go by the same names.
+    written = (runfolder.METRICS, runfolder.CONFUSION_PLOT, runfolder.REPORT)
     with build_directory(out, force) as result:
-        write_json(result / "metrics.json", metrics)
-        plots.plot_confusion(metrics["confusion_matrix"], class_names, result / "confusion.png", f"Confusion matrix on {data}")
-        (result / "report.md").write_text(report.evaluation_report(metrics))
+        write_json(result / runfolder.METRICS, metrics)
+        plots.plot_confusion(metrics["confusion_matrix"], class_names, result / runfolder.CONFUSION_PLOT,
+                             f"Confusion matrix on {data}")
+        (result / runfolder.REPORT).write_text(report.evaluation_report(metrics))
     print(format_table(metrics))
     print(f"accuracy {metrics['accuracy']:.4f} on {metrics['evaluated']} images ({len(images.skipped)} skipped)")
-    print(f"wrote {out}/: metrics.json, confusion.png, report.md")
+    print(f"wrote {out}/: {', '.join(written)}")
     return metrics
