@@ -2,8 +2,11 @@
 
 import errno
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,7 +18,7 @@ from binbot.device.bundle import MODEL, load_bundle, read_bundle, sha256_file
 from binbot.device.frames import load_model_input
 from binbot.device.runtime import Classifier
 from binbot.errors import BinbotError
-from binbot.train.model import load_checkpoint
+from binbot.convert.checkpoint import load_checkpoint
 from conftest import TINY_SIZE
 
 MODES = ("int8", "float16", "dynamic", "float32")
@@ -259,6 +262,24 @@ def split_lists_a_vanished_image(run):
     return run / "model.keras", []
 
 
+def split_labels_a_class_the_run_does_not_have(run):
+    split = json.loads((run / "split.json").read_text())
+    split["train"][0]["label"] = len(split["class_names"])
+    (run / "split.json").write_text(json.dumps(split))
+    return run / "model.keras", []
+
+
+def split_nested_too_deep(run):
+    (run / "split.json").write_text("[" * 100_000 + "]" * 100_000)
+    return run / "model.keras", []
+
+
+def split_is_a_fifo(run):
+    (run / "split.json").unlink()
+    os.mkfifo(run / "split.json")
+    return run / "model.keras", []
+
+
 BAD_INPUTS = [
     (missing_file, "nothing.keras: checkpoint not found"),
     (text_file_as_keras, r"notes.keras: not a Keras checkpoint \(a .keras file is a zip archive; this one is not\)"),
@@ -272,6 +293,10 @@ BAD_INPUTS = [
     (no_labels, "labels.txt: labels file not found beside model.keras; pass --labels"),
     (no_images_to_validate_on, "model.keras: no images to validate the conversion on.*pass --eval-data DIR"),
     (split_lists_a_vanished_image, "split.json: 1 of its validation images are gone"),
+    (split_labels_a_class_the_run_does_not_have, r"split.json: not a split.json written by binbot train \(ValueError: "
+                                                 "label 3 is not the index of one of its 3 classes\\)"),
+    (split_nested_too_deep, "split.json: nested more than 32 levels deep"),
+    (split_is_a_fifo, "split.json: not a regular file, where a JSON file was expected"),
 ]
 
 
@@ -362,3 +387,37 @@ def test_out_over_the_run_folder_is_refused_even_with_force_but_inside_it_is_fin
 
     assert convert(run / "model.keras", "--out", run / "bundle", "--mode", "float32") == 0
     assert read_bundle(run / "bundle").mode == "float32"
+
+
+# Run in a child interpreter: make any import of binbot.train fail, as it must never be needed by convert.
+BLOCK_TRAIN = """
+import importlib.abc, sys
+class NoTrain(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == 'binbot.train' or name.startswith('binbot.train.'):
+            raise ImportError(f'{name} is blocked in this test')
+sys.meta_path.insert(0, NoTrain())
+"""
+
+CONVERT_WITHOUT_TRAIN = """
+import importlib, pkgutil, sys
+from pathlib import Path
+import binbot.convert
+for module in pkgutil.iter_modules(binbot.convert.__path__):
+    importlib.import_module(f'binbot.convert.{module.name}')
+from binbot.convert.converter import ConvertConfig, convert_checkpoint
+convert_checkpoint(ConvertConfig(checkpoint=Path(sys.argv[1]), out=Path(sys.argv[2]), mode='float32'))
+print(sorted(m for m in sys.modules if m.startswith('binbot.')))
+"""
+
+
+def test_every_convert_module_imports_and_a_run_folder_converts_with_binbot_train_blocked(small_cnn_run, tmp_path):
+    out = tmp_path / "bundle"
+
+    result = subprocess.run([sys.executable, "-c", BLOCK_TRAIN + CONVERT_WITHOUT_TRAIN, str(small_cnn_run / "model.keras"),
+                             str(out)], capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = result.stdout.strip().splitlines()[-1]
+    assert "binbot.convert.runfolder" in loaded and "binbot.train" not in loaded
+    assert read_bundle(out).mode == "float32"

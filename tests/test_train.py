@@ -12,7 +12,8 @@ from PIL import Image
 from binbot.cli import main
 from binbot.device.frames import load_model_input
 from binbot.device.labels import read_labels
-from binbot.train.model import load_checkpoint
+from binbot.train.model import base_of
+from binbot.convert.checkpoint import load_checkpoint
 from conftest import IMAGENET_H5, TINY_SIZE, needs_imagenet_weights
 from test_folder import as_kept_frame, keep_frames
 
@@ -71,6 +72,9 @@ def test_reported_accuracy_is_what_the_saved_checkpoint_scores_on_the_recorded_s
     pixels = np.stack([load_model_input(e["path"], TINY_SIZE, TINY_SIZE) for e in val]).astype("float32")
     predicted = model.predict(pixels, verbose=0).argmax(axis=1)
     accuracy = float(np.mean(predicted == [e["label"] for e in val]))
+
+    # A model that called every image one class would match any figure; this one tells the three apart.
+    assert sorted(set(predicted)) == [0, 1, 2]
     assert json.loads((tiny_run / "metrics.json").read_text())["accuracy"] == pytest.approx(accuracy)
 
 
@@ -90,6 +94,16 @@ def test_init_continues_from_a_checkpoint(tiny_run, image_folder, tmp_path, caps
                  "--image-size", str(TINY_SIZE), "--epochs", "1"]) == 0
     assert "starting from" in capsys.readouterr().out
     assert read_labels(out / "labels.txt") == read_labels(tiny_run / "labels.txt")
+
+    before, after = load_checkpoint(tiny_run / "model.keras"), load_checkpoint(out / "model.keras")
+    # Phase 1 trains the head on the checkpoint's base, frozen: the base's weights are the checkpoint's
+    # to the bit, and the head's have moved on from the checkpoint's.
+    assert [w.shape for w in after.get_weights()] == [w.shape for w in before.get_weights()]
+    for old, new in zip(base_of(before).get_weights(), base_of(after).get_weights()):
+        np.testing.assert_array_equal(new, old)
+    head = [layer.name for layer in after.layers if layer.weights and layer is not base_of(after)]
+    assert head and all(not np.array_equal(after.get_layer(name).get_weights()[0], before.get_layer(name).get_weights()[0])
+                        for name in head)
 
 
 def test_init_with_a_class_the_checkpoint_does_not_know_is_an_error(tiny_run, image_folder, tmp_path, capsys):
@@ -447,7 +461,7 @@ def test_help_shows_each_recipes_values(capsys):
 
 
 def test_balanced_class_weights_are_n_over_k_times_each_count():
-    from binbot.train.folder import Example
+    from binbot.device.imagefolder import Example
     from binbot.train.trainer import balanced_class_weights
 
     # 6 of class 0, 2 of class 2, none of class 1 (a class the checkpoint knows but no folder has).
