@@ -23,7 +23,7 @@ EPILOG = epilog(
 def register(commands: argparse._SubParsersAction) -> None:
     convert = commands.add_parser(
         "convert",
-        help="quantize a checkpoint into a self-checking model bundle for the Pi (workstation)",
+        help="quantize a checkpoint into a bundle for the Pi (workstation)",
         description="Convert CHECKPOINT (a model.keras or .h5 from binbot train, or a trusted SavedModel folder) to "
         "TFLite, check the result against the checkpoint on images with known classes, and write a bundle: model.tflite, "
         "labels.txt, bundle.json and selftest.npz. By default the images are the training run's own (split.json "

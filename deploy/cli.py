@@ -45,7 +45,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     """`binbot deploy`, and `binbot collect` beside it."""
     service = Settings()
     deploy = commands.add_parser(
-        "deploy", help="install a bundle on Raspberry Pis over SSH; --status, --rollback (workstation)",
+        "deploy", help="put a bundle on Pis over SSH; --status, --rollback (workstation)",
         usage=USAGE, epilog=EPILOG, formatter_class=DefaultsFormatter,
         description="Deploy a bundle to the binbot service on one or more Raspberry Pis with the system's ssh "
         "(your keys, agent and ~/.ssh/config apply; it never asks for a password). The bundle is verified "

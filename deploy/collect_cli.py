@@ -51,7 +51,7 @@ never asks for a password). Only frames not in FIELD already are copied."""
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "collect", help="copy the frames Raspberry Pis kept to a field folder over SSH, for labelling (workstation)",
+        "collect", help="copy the frames the Pis kept into a field folder (workstation)",
         usage=USAGE, description=DESCRIPTION, epilog=EPILOG, formatter_class=DefaultsFormatter,
     )
     parser.add_argument("host_specs", nargs="*", metavar="HOST", help="the Pis to collect from")

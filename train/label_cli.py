@@ -42,7 +42,7 @@ EPILOG = epilog(
 
 def register(commands: argparse._SubParsersAction) -> None:
     label = commands.add_parser(
-        "label", help="file collected field frames into class folders, in a browser (workstation)",
+        "label", help="file collected frames into classes, in a browser (workstation)",
         description=DESCRIPTION,
         epilog=EPILOG, formatter_class=DefaultsFormatter,
     )

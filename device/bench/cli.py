@@ -22,7 +22,7 @@ EPILOG = epilog(
 
 def register(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser(
-        "bench", help="measure latency, fps, CPU and memory of bundles on this machine (workstation, Pi)",
+        "bench", help="measure bundles' latency, fps, CPU and memory (workstation, Pi)",
         description="For each bundle (and --reference model) at each thread count: load it, warm it up, then time "
         "--runs frames through the daemon's per-frame path, stage by stage (capture from --source; preprocess: "
         "resize and copy into the input tensor; invoke; postprocess: dequantize, smooth, top-k). Prints p50, p90, "
