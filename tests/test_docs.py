@@ -1,5 +1,6 @@
 """The docs: a short README, and a site a newcomer reads in order, whose every link resolves."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,15 +36,33 @@ def test_every_docs_page_is_in_the_nav_once():
     assert pages[0] == "index.md"
 
 
-def test_the_site_builds_strictly_with_the_readme_as_home_and_the_benchmarks_included(tmp_path):
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """`mkdocs build --strict` of the checkout's docs into a temporary folder: (the build, the site)."""
     pytest.importorskip("mkdocs", reason="mkdocs is not installed (pip install -e '.[dev]')")
-
+    folder = tmp_path_factory.mktemp("docs") / "site"
     built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
-                            str(CHECKOUT / "mkdocs.yml"), "--site-dir", str(tmp_path / "site")],
+                            str(CHECKOUT / "mkdocs.yml"), "--site-dir", str(folder)],
                            capture_output=True, text=True, timeout=300)
+    return built, folder
 
+
+def test_the_site_builds_strictly(site):
+    built, _ = site
     assert built.returncode == 0, built.stderr  # a broken link or anchor, or a page left out of nav, fails
-    home = (tmp_path / "site/index.html").read_text()
-    assert "make demo" in home and 'href="install/"' in home  # README.md, its docs/ links made site links
+
+
+def test_the_sites_home_is_the_readme_with_its_links_made_site_links(site):
+    home = (site[1] / "index.html").read_text()
+    assert "make demo" in home and 'href="install/"' in home
+
+
+def test_the_benchmark_pages_are_the_benchmark_files_included(site):
     recipes = (CHECKOUT / "benchmarks/RECIPES.md").read_text().splitlines()[0].split(" by ")[0]
-    assert recipes in (tmp_path / "site/benchmarks/index.html").read_text()
+    assert recipes in (site[1] / "benchmarks/index.html").read_text()
+
+
+def test_every_fenced_block_renders_as_a_code_block(site):
+    # A ``` fence that Markdown did not take as one (inside a list, say) comes out as inline code over lines.
+    broken = [page.parent.name for page in site[1].rglob("index.html") if re.search(r"<p><code>\w*\n", page.read_text())]
+    assert broken == []
