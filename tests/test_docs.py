@@ -64,5 +64,6 @@ def test_the_benchmark_pages_are_the_benchmark_files_included(site):
 
 def test_every_fenced_block_renders_as_a_code_block(site):
     # A ``` fence that Markdown did not take as one (inside a list, say) comes out as inline code over lines.
-    broken = [page.parent.name for page in site[1].rglob("index.html") if re.search(r"<p><code>\w*\n", page.read_text())]
+    pages = site[1].rglob("index.html")
+    broken = [page.parent.name for page in pages if re.search(r"<p><code>\w*\n", page.read_text())]
     assert broken == []
