@@ -134,6 +134,28 @@ def test_a_frame_labelled_or_discarded_is_not_copied_again(pi, field, collect):
     assert summary(out) == ["ok", "1", "3", "0", "0"]
 
 
+def test_a_stray_file_of_a_frames_name_in_unlabelled_is_not_overwritten_and_the_frame_stays_on_the_pi(pi, field,
+                                                                                                     collect):
+    """A JPEG left without its sidecar (a move by hand cut short) is not a frame here, so the frame is copied;
+    filing it would replace that file, so it is refused instead, reported, and not deleted on the Pi."""
+    kept = pi / "kept"
+    frame, other = keep_frame(kept, 0), keep_frame(kept, 1)
+    (field / "unlabelled").mkdir(parents=True)
+    (field / "unlabelled" / f"{frame}.jpg").write_bytes(b"a picture by hand")
+
+    code, out, err = collect("--delete")
+
+    assert code == 1
+    assert err == (f"binbot collect: error: pi1: 1 frame(s) failed their check here, so they were not kept and stay "
+                   f"on the Pi ({frame}: unlabelled/{frame}.jpg exists already; nothing moved (compare the two and "
+                   "remove one by hand))\n")
+    assert (field / "unlabelled" / f"{frame}.jpg").read_bytes() == b"a picture by hand"
+    assert names(field / "unlabelled") == sorted([f"{frame}.jpg", *pair(other)])
+    assert names(kept) == sorted(pair(frame))
+    assert summary(out) == ["BAD FRAMES", "1", "0", "1", "1"]
+    assert names(field) == ["unlabelled"]  # no copy under way left behind
+
+
 def test_delete_removes_on_the_pi_exactly_the_frames_here_and_checked(pi, field, collect):
     """Frames copied now and frames copied by an earlier run go; a frame still incomplete stays."""
     kept = pi / "kept"
@@ -358,7 +380,9 @@ def test_the_scripts_on_the_pi_refuse_anything_but_a_kept_frame_id(sshd, pi, tmp
             remote.run(getattr(collect_steps, script), str(kept), good, bad, privileged=True, into=sent)
         assert sent.tell() == 0
 
-    assert "\n" in bad or str(refusal.value) == f"pi1: refusing '{bad}': not a kept-frame id (like 20261130T144223123Z-3fa2b1c9)"
+    # The Pi's one-line message, up to the first line break: a newline in the id ends it there.
+    refused = f"pi1: refusing '{bad}': not a kept-frame id (like 20261130T144223123Z-3fa2b1c9)"
+    assert str(refusal.value) == refused.split("\n")[0]
 
     assert everything(pi) == before and (pi / "victim.jpg").read_text() == "still here"
 

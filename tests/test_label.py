@@ -4,6 +4,7 @@ what it refuses), the command without TensorFlow, and the page driven in a real 
 import hashlib
 import http.client
 import importlib.util
+import ipaddress
 import json
 import os
 import re
@@ -362,34 +363,80 @@ def received(sock):
     return data
 
 
-def test_a_host_other_than_loopback_is_refused_unless_allowed(field):
+@pytest.fixture
+def label_command():
+    """start(field, *args): `binbot label FIELD ARGS` in a child Python where TensorFlow cannot be imported,
+    as (the process, its first two lines: what it found, where it listens); killed after the test if still running."""
+    processes = []
+
+    def start(root, *args):
+        code = BLOCK_TENSORFLOW + (
+            "import sys\nfrom binbot.cli import main\n"
+            f"code = main(['label', {str(root)!r}, *{list(args)!r}])\n"
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]\n"
+            "sys.exit(code)\n")
+        process = subprocess.Popen([sys.executable, "-u", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        processes.append(process)
+        lines = [process.stdout.readline(), process.stdout.readline()]
+        assert lines[1], f"binbot label ended: {process.communicate(timeout=TIMEOUT)[1]}"
+        return process, lines
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def this_machines_address():
+    """An IPv4 address of this machine other than loopback (the one a route out would use), or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # a UDP connect sends nothing; it only picks the route and address
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
+def test_a_host_other_than_loopback_is_refused_without_allow_remote_and_a_bad_address_always(field):
     with pytest.raises(BinbotError, match=r"--http 0.0.0.0:0: not a loopback address.*--allow-remote"):
         serve(field, "0.0.0.0:0")
     with pytest.raises(BinbotError, match=r"--http 8090: should be HOST:PORT"):
         serve(field, "8090")
 
 
-def test_the_command_serves_where_tensorflow_cannot_be_imported_and_stops_on_sigterm(field):
-    code = BLOCK_TENSORFLOW + (
-        "import sys\nfrom binbot.cli import main\n"
-        f"code = main(['label', {str(field)!r}, '--http', '127.0.0.1:0'])\n"
-        "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]\n"
-        "sys.exit(code)\n")
-    process = subprocess.Popen([sys.executable, "-u", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    try:
-        lines = [process.stdout.readline(), process.stdout.readline()]
-        assert lines[1], f"binbot label ended: {process.communicate(timeout=TIMEOUT)[1]}"
-        assert lines[0] == f"label: 5 frame(s) to label in {field / 'unlabelled'}; classes: 1 bottle, 2 can, 3 paper\n"
-        url = re.fullmatch(r"label: listening on (http://127\.0\.0\.1:\d+/) \(.*\)\n", lines[1]).group(1)
-        first = ids(field)[0]
-        assert Client(url).post("/api/file", {"id": first, "class": "bottle"})[0] == 200
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=TIMEOUT)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+def test_allow_remote_serves_beyond_loopback_but_still_refuses_a_host_that_names_another_server(field, label_command):
+    address = this_machines_address()
+    if address is None:
+        pytest.skip("this machine has no address but loopback")
+    first = ids(field)[0]
+
+    _, lines = label_command(field, "--http", "0.0.0.0:0", "--allow-remote")
+
+    port = re.fullmatch(r"label: listening on http://0\.0\.0\.0:(\d+)/ \(.*\)\n", lines[1]).group(1)
+    client = Client(f"http://{address}:{port}/")
+    foreign = {"Host": f"evil.example:{port}"}  # what a page of another site sends through DNS rebinding
+    status, answer = client.request("GET", "/api/frames", headers=foreign)
+    assert status == 403 and answer["error"].startswith(f"Host 'evil.example:{port}' is not this server")
+    assert client.post("/api/file", {"id": first, "class": "bottle"}, headers=foreign)[0] == 403
+    assert ids(field, "bottle") == []
+    status, state = client.get("/api/frames")  # by this machine's address, from beyond loopback
+    assert status == 200 and [frame["id"] for frame in state["frames"]] == ids(field)
+    assert client.post("/api/file", {"id": first, "class": "bottle"})[0] == 200
+    assert ids(field, "bottle") == [first]
+
+
+def test_the_command_serves_where_tensorflow_cannot_be_imported_and_stops_on_sigterm(field, label_command):
+    process, lines = label_command(field, "--http", "127.0.0.1:0")
+
+    assert lines[0] == f"label: 5 frame(s) to label in {field / 'unlabelled'}; classes: 1 bottle, 2 can, 3 paper\n"
+    url = re.fullmatch(r"label: listening on (http://127\.0\.0\.1:\d+/) \(.*\)\n", lines[1]).group(1)
+    first = ids(field)[0]
+    assert Client(url).post("/api/file", {"id": first, "class": "bottle"})[0] == 200
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=TIMEOUT)
     assert process.returncode == 0, err
     assert out == f"label: {first} -> bottle/\nlabel: this session: bottle 1; 4 left in {field / 'unlabelled'}\n"
     assert ids(field, "bottle") == [first]
