@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from binbot.cli import main
+from binbot.convert import runfolder
 from binbot.device.frames import load_model_input
 from binbot.device.labels import read_labels
 from binbot.train.model import base_of
@@ -49,10 +50,13 @@ def test_a_run_writes_every_output(image_folder, tmp_path, capsys):
     assert set(metrics["per_class"]) == {"bottle", "can", "paper"}
     assert all(set(m) == {"precision", "recall", "f1", "support"} for m in metrics["per_class"].values())
 
-    split = json.loads((out / "split.json").read_text())
-    assert split["class_names"] == ["bottle", "can", "paper"]
-    assert len(split["train"]) == 27 and len(split["validation"]) == 9
-    assert not {e["path"] for e in split["train"]} & {e["path"] for e in split["validation"]}
+    split = runfolder.read_split(out)  # as convert reads it
+    assert split.class_names == ["bottle", "can", "paper"]
+    assert len(split.train) == 27 and len(split.validation) == 9
+    assert not {e.path for e in split.train} & {e.path for e in split.validation}
+    assert {e.path.name: e.label for e in split.train + split.validation} == {
+        path.name: ["bottle", "can", "paper"].index(path.parent.name) for path in messy.glob("*/*.jpg")
+        if path.name != "broken.jpg"}
 
     history = json.loads((out / "history.json").read_text())
     assert len(history["loss"]) == len(history["val_accuracy"]) == 3
