@@ -15,15 +15,30 @@ An unknown key is an error naming it, so a typo cannot silently deploy somewhere
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from binbot import schema
 from binbot.errors import BinbotError
+from binbot.schema import REQUIRED, setting
 from binbot.tomlfile import read_toml
 from binbot.deploy.settings import Settings
 from binbot.deploy.remote import HostSpec, parse_host
 
-PER_HOST = ("remote_dir", "reload_command", "health_url")
+SOME_TEXT = {"pattern": r".+", "shape": "a non-empty string"}
+
+
+@dataclass(frozen=True)
+class HostEntry:
+    """One Pi's table in a hosts file; the keys left out take the command line's options."""
+
+    host: str = setting(REQUIRED, "[user@]host[:port] as ssh takes it; a name from ~/.ssh/config works", **SOME_TEXT)
+    remote_dir: str | None = setting(None, "the service's state folder on this Pi (--remote-dir)", **SOME_TEXT,
+                                     shown_default="--remote-dir")
+    reload_command: str | None = setting(None, "what makes this Pi's service load `current` again (--reload-command)",
+                                         **SOME_TEXT, shown_default="--reload-command")
+    health_url: str | None = setting(None, "this Pi's /healthz as seen on the Pi itself (--health-url)", **SOME_TEXT,
+                                     shown_default="--health-url")
 
 
 def read_hosts_file(path: Path, defaults: Settings) -> list[tuple[HostSpec, Settings]]:
@@ -33,16 +48,7 @@ def read_hosts_file(path: Path, defaults: Settings) -> list[tuple[HostSpec, Sett
         raise BinbotError(f"{path}: lists no hosts (expected a table per Pi, e.g. [kitchen] with host = \"pi@kitchen.local\")")
     hosts = []
     for name, table in tables.items():
-        if not isinstance(table, dict):
-            raise BinbotError(f"{path}: {name} should be a table, e.g. [{name}] with host = \"pi@{name}.local\"")
-        unknown = sorted(set(table) - {"host", *PER_HOST})
-        if unknown:
-            raise BinbotError(f"{path}: [{name}] has unknown key {unknown[0]!r} (known: host, {', '.join(PER_HOST)})")
-        for key, value in table.items():
-            if not isinstance(value, str) or not value:
-                raise BinbotError(f"{path}: [{name}] {key} should be a non-empty string, not {value!r}")
-        if "host" not in table:
-            raise BinbotError(f"{path}: [{name}] has no host (e.g. host = \"pi@{name}.local\")")
-        overrides = {key: table[key] for key in PER_HOST if key in table}
-        hosts.append((parse_host(table["host"], name), replace(defaults, **overrides)))
+        entry = schema.read(HostEntry, table, str(path), name)
+        overrides = {key: value for key, value in vars(entry).items() if key != "host" and value is not None}
+        hosts.append((parse_host(entry.host, name), replace(defaults, **overrides)))
     return hosts

@@ -389,8 +389,13 @@ def test_a_hosts_file_overrides_settings_per_host_and_refuses_unknown_keys(tmp_p
     assert garage == HostSpec("garage", "10.0.0.9", user="pi", port=2222)
     assert garage_settings.remote_dir == "/srv/binbot" and garage_settings.health_url == defaults.health_url
     hosts.write_text('[kitchen]\nhost = "pi@kitchen.local"\nremotedir = "/srv"\n')
-    with pytest.raises(BinbotError, match=re.escape(f"{hosts}: [kitchen] has unknown key 'remotedir'")):
+    with pytest.raises(BinbotError, match=re.escape(f"{hosts}: [kitchen] unknown key 'remotedir' (known: host, ")):
         read_hosts_file(hosts, defaults)
+    for table, problem in (('remote_dir = "/srv"', "[kitchen] needs host"), ('host = ""', "host = '': should be a "
+                           "non-empty string"), ('host = "pi"\nhealth_url = 8080', "health_url should be a string")):
+        hosts.write_text(f"[kitchen]\n{table}\n")
+        with pytest.raises(BinbotError, match=re.escape(problem)):
+            read_hosts_file(hosts, defaults)
 
 
 def test_a_bundle_with_a_forged_id_is_refused_before_any_connection(deploy, small_cnn_bundles, tmp_path, sshd):
