@@ -94,7 +94,9 @@ source = "replay:{camera}"
 loop = false
 fps = {fps}
 http = "off"
-events = "{work / 'events.jsonl'}"
+
+[events]
+file = "{work / 'events.jsonl'}"
 
 [keep]
 dir = "{pi / 'kept'}"

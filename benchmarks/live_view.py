@@ -64,21 +64,24 @@ def loop_cost_us(frames_file: Path, calls: int = 200_000) -> dict[str, float]:
     """Microseconds the inference loop's thread spends on the view: in frame(), every frame, and feeding a result
     to listening pages, view_fps times a second. Unlike fps, steady on a busy machine."""
     from binbot.device.metrics import Metrics
-    from binbot.device.view import LiveView
+    from binbot.device.outputs import FrameRecord
+    from binbot.device.view import LiveView, ViewSettings
 
     rgb = np.load(frames_file)["inputs"][0]
-    result = {"time": "2026-01-01T00:00:00.000+00:00", "frame": 0, "label": "glass", "confidence": 0.9,
-              "top": [{"label": "glass", "p": 0.9}], "item": "glass", "model": "0123456789ab"}
-    view = LiveView(fps=5, width=640, clients=4, metrics=Metrics(), log=print)
+    record = FrameRecord(time="2026-01-01T00:00:00.000+00:00", frame=0, origin="", model="0123456789ab",
+                         label="glass", confidence=0.9, top=[{"label": "glass", "p": 0.9}], item="glass",
+                         scores={"glass": 0.9}, rgb=rgb)
+    result = record.result
+    view = LiveView(ViewSettings(), Metrics())
     start = time.perf_counter()
     for _ in range(calls):
-        view.frame(result, rgb)
+        view.frame(record)
     each_frame = (time.perf_counter() - start) / calls * 1e6
     start = time.perf_counter()
     for _ in range(calls // 10):
         view.feed.publish("result", {**result, "fps": 0.0})  # what frame() adds while /events is open
     each_result = (time.perf_counter() - start) / (calls // 10) * 1e6
-    view.close()
+    view.close(time.monotonic() + 2.0)
     return {"frame": each_frame, "result": each_result}
 
 

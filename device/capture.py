@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -11,6 +12,8 @@ import numpy as np
 
 from binbot.device.metrics import Metrics
 from binbot.device.source import Frame, Source, SourceError
+
+log = logging.getLogger("binbot.capture")
 
 FIRST_BACKOFF, MAX_BACKOFF = 0.1, 5.0  # seconds between reopening attempts, doubling
 
@@ -64,9 +67,9 @@ class Capture:
     interpreter's work on this one instead of adding to it.
     """
 
-    def __init__(self, source: Source, slot: LatestFrame, metrics: Metrics, log: Callable[[str], None],
+    def __init__(self, source: Source, slot: LatestFrame, metrics: Metrics,
                  prepare: Callable[[np.ndarray], np.ndarray]):
-        self.source, self.slot, self.metrics, self.log = source, slot, metrics, log
+        self.source, self.slot, self.metrics = source, slot, metrics
         self.prepare = prepare  # frame -> model input; the daemon changes it when a reload does
         self.state, self.error = "starting", ""
         self.last_read_at: float | None = None  # time.monotonic() of the newest frame read
@@ -91,7 +94,7 @@ class Capture:
             try:
                 self.source.open()
                 if self.state != "starting":
-                    self.log(f"source: {self.source.describe()} reopened")
+                    log.info("source: %s reopened", self.source.describe())
                 self.state, self.error = "open", ""
                 self.last_read_at = time.monotonic()  # opening counts as a sign of life
                 self._deliver()
@@ -101,7 +104,7 @@ class Capture:
                 problem = str(error) if isinstance(error, SourceError) else f"{type(error).__name__}: {error}"
                 self.metrics.errors.labels("source").inc()
                 if self.error != problem:
-                    self.log(f"source: {problem}; reopening (backing off up to {MAX_BACKOFF:g}s)")
+                    log.warning("source: %s; reopening (backing off up to %gs)", problem, MAX_BACKOFF)
                 self.state, self.error = "reopening", problem
                 self.metrics.reopens.inc()
             finally:
@@ -121,7 +124,7 @@ class Capture:
         try:
             self.source.close()
         except Exception as error:  # noqa: BLE001 - a failing close must not end the capture thread
-            self.log(f"source: closing failed ({type(error).__name__}: {error})")
+            log.warning("source: closing failed (%s: %s)", type(error).__name__, error)
 
     def _deliver(self) -> None:
         while not self._stop.is_set():

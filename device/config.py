@@ -1,49 +1,62 @@
-"""`binbot run` settings: a strict TOML file, overridden by command-line flags.
+"""`binbot run` settings: one TOML file, declared once here and in each output's module, read strictly.
 
-Every key is one of RunConfig's fields; an unknown key or a value of the wrong type or range is
-an error that names the key, so a typo in /etc/binbot/binbot.toml cannot silently change nothing.
+The top-level keys are the daemon's own (RunConfig); every output has a table of its own, named in
+binbot.device.registry and declared in the output's module ([events], [results], [view], [gpio],
+[mqtt], [keep]). Everything is read by binbot.schema: an unknown key or a value of the wrong type or
+range is an error naming the file, the table and the key, so a typo in /etc/binbot/binbot.toml
+cannot silently change nothing. Command-line flags override the file, and are checked the same way.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from binbot import schema
 from binbot.errors import BinbotError
+from binbot.schema import setting
 from binbot.tomlfile import read_toml
 
 MAX_THREADS = 64  # far beyond a Pi's cores; a huge count crashes the interpreter instead of failing cleanly
-# Each live viewer holds two of the HTTP server's 32 connections (stream and events); the rest stay for others.
-MAX_VIEW_CLIENTS = 8
-MAX_VIEW_FPS = 30.0
-VIEW_WIDTHS = (32, 4096)
+HTTP_SHAPE = "HOST:PORT (e.g. 127.0.0.1:8080 or [::1]:8080; port 0: any free one) or off"
+# The flat keys of the first binbot.toml, now each in its output's table: refused with what to write instead.
+MOVED = {"view": ("view", "enabled"), "view_fps": ("view", "fps"), "view_width": ("view", "width"),
+         "view_clients": ("view", "clients"), "events": ("events", "file"), "results": ("results", "file")}
+
+
+def http_problem(value: str) -> str:
+    """What is wrong with an http setting ("" if nothing)."""
+    if value == "off":
+        return ""
+    host, colon, port = value.rpartition(":")
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        return f"should be {HTTP_SHAPE}"
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        return "an IPv6 address goes in brackets, as [::1]:8080"
+    return ""
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    bundle: str = ""
-    source: str = "selftest:"  # the bundle's own self-test frames, so the daemon runs anywhere
-    threads: int = min(os.cpu_count() or 1, MAX_THREADS)
-    events: str = "-"  # a JSON-lines file, or - for stdout
-    results: str = ""  # a JSON-lines file for every frame's raw result; empty: not written
-    http: str = "127.0.0.1:8080"  # HOST:PORT (port 0 picks a free one), or "off"
-    window: int = 5
-    threshold: float = 0.6
-    top_k: int = 3
-    loop: bool = True
-    fps: float = 0.0  # replay pacing; 0 replays as fast as frames are classified
-    stale_after: float = 5.0  # /healthz fails when the last classified frame is older than this
-    view: bool = True  # the live view on the HTTP server: a page at /, /stream.mjpg, /events, /snapshot.jpg
-    view_fps: float = 5.0  # frames a second the live view encodes and sends, at most
-    view_width: int = 640  # pixels; a narrower frame (a lores stream) is sent as the source gave it
-    view_clients: int = 4  # viewers at once (each holds a stream and an event feed); more are answered 503
-    # Outputs with settings of their own have a TOML table each ([mqtt], [gpio], [keep]); each output's module
-    # checks its table as strictly as this file checks the keys above. Not settable on the command line
-    # (except --keep-dir, which run_cli puts into [keep]).
-    tables: dict = field(default_factory=dict)
-    config_file: str = ""  # where the tables came from, for their error messages
+    bundle: str = setting("", "bundle folder, or a `current` symlink to one (followed again on SIGHUP)")
+    source: str = setting("selftest:", "where frames come from: picamera2, opencv:INDEX|PATH|URL, replay:PATH "
+                          "(a folder of images, a video or an .npz of frames) or selftest: (the bundle's own frames)")
+    threads: int = setting(min(os.cpu_count() or 1, MAX_THREADS), "interpreter threads", low=1, high=MAX_THREADS,
+                           shown_default="all cores")
+    http: str = setting("127.0.0.1:8080", "address serving /healthz, /metrics, /latest and the live view",
+                        shape=HTTP_SHAPE, check=http_problem)
+    window: int = setting(5, "frames averaged before deciding what item is in view", low=1, high=1000)
+    threshold: float = setting(0.6, "mean probability an item needs to be reported", low=0.0, high=1.0)
+    top_k: int = setting(3, "classes listed per event and result", low=1, high=100)
+    loop: bool = setting(True, "a replay starts again at its end (false: it plays once and the daemon exits)")
+    fps: float = setting(0.0, "a replay's pace in frames a second; 0: as fast as frames are classified", low=0.0)
+    stale_after: float = setting(5.0, "seconds without a classified frame before /healthz reports not ok",
+                                 above=0.0, high=3600.0)
+    # Each output's settings, by table name (binbot.device.registry), read from its table or its defaults.
+    outputs: dict = dataclasses.field(default_factory=dict)
+    config_file: str = ""  # where the settings came from, for the outputs' messages
 
     @property
     def http_address(self) -> tuple[str, int] | None:
@@ -52,68 +65,70 @@ class RunConfig:
         host, _, port = self.http.rpartition(":")
         return host.removeprefix("[").removesuffix("]"), int(port)  # [::1]:8080 is IPv6's loopback
 
+    def output(self, name: str) -> object | None:
+        """The settings of output name, or None if it is not turned on."""
+        return self.outputs.get(name)
 
-OUTPUT_TABLES = ("gpio", "mqtt", "keep")
-KEYS = {f.name: f.type for f in fields(RunConfig) if f.name not in ("tables", "config_file")}
-TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+
+def keys() -> dict[str, dataclasses.Field]:
+    """RunConfig's own settings (the top-level keys), by name."""
+    return {field.name: field for field in dataclasses.fields(RunConfig) if "rule" in field.metadata}
 
 
-def load_config(path: Path | None, overrides: dict) -> RunConfig:
-    """The file's settings (if any) with the non-None overrides on top, validated."""
-    values: dict = {}
-    if path is not None:
-        read = read_toml(path, "config file")
-        tables = {key: read.pop(key) for key in OUTPUT_TABLES if key in read}
-        for name, table in tables.items():
-            if not isinstance(table, dict):
-                raise BinbotError(f"{path}: {name} should be a table ([{name}] with its settings under it)")
-        values = {key: check(key, value, str(path)) for key, value in read.items()}
-        values.update(tables=tables, config_file=str(path))
-    values.update({key: check(key, value, "command line") for key, value in overrides.items() if value is not None})
-    config = replace(RunConfig(), **values)
+def load_config(path: Path | None, overrides: dict[str, object]) -> RunConfig:
+    """The file's settings (if any) with the non-None overrides on top, checked.
+
+    overrides: flags by setting name, dotted for an output's table ("view.fps"); each is checked
+    as the command line's, then takes the place of the file's value.
+    """
+    from binbot.device import registry
+
+    raw = read_toml(path, "config file") if path is not None else {}
+    where = str(path) if path is not None else "command line"
+    refuse_flat_keys(raw, where)
+    given = {key: value for key, value in overrides.items() if value is not None}
+    for dotted, value in given.items():
+        check_flag(dotted, value)
+        table, _, key = dotted.rpartition(".")
+        target = raw.setdefault(table, {}) if table else raw
+        if not isinstance(target, dict):
+            raise BinbotError(f"{where}: {table} should be a table ([{table}] with its settings under it)")
+        target[key] = value
+    tables = {name: raw.pop(name) for name in registry.names() if name in raw}
+    unknown = [key for key in raw if key not in keys()]
+    if unknown:
+        raise BinbotError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(keys())}; and the tables "
+                          f"{', '.join(f'[{name}]' for name in registry.names())})")
+    config = schema.read(RunConfig, raw, where)
+    outputs = {name: schema.read(registry.settings(name), tables.get(name, {}), where, name)
+               for name in registry.names() if name in tables or registry.always_on(name)}
+    config = replace(config, config_file=str(path) if path is not None else "")
+    config = replace(config, outputs={name: registry.kind(name).settle(settings, config)
+                                      for name, settings in outputs.items()})
     if not config.bundle:
         raise BinbotError("no bundle: pass --bundle or set bundle in the config file")
     return config
 
 
-def check(key: str, value: object, where: str) -> object:
-    """value, if key is a setting and value fits it; else a BinbotError naming both."""
-    if key not in KEYS:
-        tables = ", ".join(f"[{name}]" for name in OUTPUT_TABLES)
-        raise BinbotError(f"{where}: unknown key {key!r} (known: {', '.join(KEYS)}; and the tables {tables})")
-    kind = TYPES[KEYS[key]]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise BinbotError(f"{where}: {key} should be a {kind.__name__}, not {value!r}")
-    problem = range_problem(key, value)
-    if problem:
-        raise BinbotError(f"{where}: {key} = {value!r}: {problem}")
-    return value
+def check_flag(dotted: str, value: object) -> None:
+    """A flag's value, checked as its setting's (a BinbotError naming the command line if it does not fit)."""
+    from binbot.device import registry
+
+    table, _, key = dotted.rpartition(".")
+    cls = registry.settings(table) if table else RunConfig
+    field = {field.name: field for field in dataclasses.fields(cls)}[key]
+    schema.read_value(schema.field_type(cls, key), field, value, "command line", dotted)
+
+
+def refuse_flat_keys(raw: dict, where: str) -> None:
+    """A file in the first, flat form gets one line saying what to write instead."""
+    for key, (table, new) in MOVED.items():
+        if key in raw and not isinstance(raw[key], dict):
+            value = schema.toml_value(raw[key])
+            raise BinbotError(f"{where}: {key} is now {new} in the [{table}] table: write [{table}] then "
+                              f"{new} = {value} (the settings of each output have a table of their own)")
 
 
 def range_problem(key: str, value: object) -> str:
-    """What is wrong with a setting's value of the right type, or "" if nothing is."""
-    if isinstance(value, float) and not math.isfinite(value):  # TOML and argparse's float() both accept nan and inf
-        return "must be a finite number"
-    if key == "threads" and not 1 <= value <= MAX_THREADS:
-        return f"must be between 1 and {MAX_THREADS}"
-    if key in ("window", "top_k") and value < 1:
-        return "must be at least 1"
-    if key == "threshold" and not 0.0 <= value <= 1.0:
-        return "must be between 0 and 1"
-    if key in ("fps", "stale_after") and value < 0:
-        return "must not be negative"
-    if key == "view_fps" and not 0 < value <= MAX_VIEW_FPS:
-        return f"must be above 0 and at most {MAX_VIEW_FPS:g}"
-    if key == "view_width" and not VIEW_WIDTHS[0] <= value <= VIEW_WIDTHS[1]:
-        return f"must be between {VIEW_WIDTHS[0]} and {VIEW_WIDTHS[1]}"
-    if key == "view_clients" and not 1 <= value <= MAX_VIEW_CLIENTS:
-        return f"must be between 1 and {MAX_VIEW_CLIENTS}"
-    if key == "http" and value != "off":
-        host, colon, port = value.rpartition(":")
-        if not colon or not host or not port.isdigit() or int(port) > 65535:
-            return "should be HOST:PORT (e.g. 127.0.0.1:8080 or [::1]:8080) or off"
-        if ":" in host and not (host.startswith("[") and host.endswith("]")):
-            return "an IPv6 address goes in brackets, as [::1]:8080"
-    return ""
+    """What is wrong with a top-level setting's value of the right type, or "" if nothing is."""
+    return schema.value_problem(keys()[key].metadata["rule"], value)

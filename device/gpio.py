@@ -1,7 +1,7 @@
 """The GPIO output: a stable item event turns a servo to its class's angle and/or pulses a pin.
 
-Configured by the [gpio] table of binbot.toml, read strictly by read_gpio (the one reader: the daemon
-and `binbot actions test` both use it). The loop only decides (confidence, cooldown) and hands the
+Configured by the [gpio] table of binbot.toml (GpioSettings, read by binbot.schema like every table;
+the daemon and `binbot actions test` both build the output with build_gpio). The loop only decides (confidence, cooldown) and hands the
 move to the output's own thread, which holds the class's position for `hold` seconds and returns to
 rest. close() rests the servo, detaches it and releases every pin, so nothing is left energised.
 gpiozero is imported only when real devices are opened: dry_run and the rest of the daemon run without it.
@@ -9,50 +9,118 @@ gpiozero is imported only when real devices are opened: dry_run and the rest of 
 
 from __future__ import annotations
 
+import logging
 import math
-import re
 import threading
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
 
-from binbot.device.config import RunConfig
+from binbot import schema
 from binbot.device.metrics import Metrics
-from binbot.device.outputs import CLOSE_DEADLINE, Handoff, Output
+from binbot.device.outputs import Handoff, Output, OutputKind
 from binbot.errors import BinbotError
+from binbot.schema import REQUIRED, SettingProblem, setting
 
-PIN = re.compile(r"GPIO([0-9]|1[0-9]|2[0-7])")  # BCM numbering, the 40-pin header's GPIO0..GPIO27
+if TYPE_CHECKING:
+    from binbot.device.config import RunConfig
+
+log = logging.getLogger("binbot.gpio")
+
+PIN = r"GPIO([0-9]|1[0-9]|2[0-7])"  # BCM numbering, the 40-pin header's GPIO0..GPIO27
+PIN_SHAPE = "a GPIO pin, GPIO0 .. GPIO27 (BCM numbering)"
 SETTLE = 0.3  # seconds the servo is given to reach rest on close, before it is detached
 DEFAULT = "default"
 INSTALL = "pip install 'binbot[pi]' (on a Pi: sudo apt install python3-gpiozero)"
 SKIP_REASONS = ("cooldown", "confidence", "unconfigured")
-# Seconds, at most: a flap held open or a relay left on longer than this is a typo, not a wish.
-MOST_SECONDS = {"cooldown": 3600.0, "hold": 60.0, "pulse.seconds": 60.0}
-
-TOP_KEYS = {"cooldown": float, "hold": float, "dry_run": bool, "servo": dict, "classes": dict, DEFAULT: dict}
-SERVO_KEYS = {"pin": str, "min_angle": float, "max_angle": float, "min_pulse_width": float,
-              "max_pulse_width": float, "rest": float}
-ACTION_KEYS = {"angle": float, "pulse": dict, "confidence": float}
-PULSE_KEYS = {"pin": str, "seconds": float}
 
 
 @dataclass(frozen=True)
 class Servo:
-    pin: str
-    min_angle: float = -90.0
-    max_angle: float = 90.0
-    min_pulse_width: float = 0.001  # gpiozero's defaults: a 1-2 ms pulse every 20 ms
-    max_pulse_width: float = 0.002
-    rest: float = 0.0
+    pin: str = setting(REQUIRED, "the servo's signal pin", pattern=PIN, shape=PIN_SHAPE)
+    min_angle: float = setting(-90.0, "the angle of the shortest pulse, in degrees")
+    max_angle: float = setting(90.0, "the angle of the longest pulse, in degrees")
+    # gpiozero's defaults: a 1-2 ms pulse every 20 ms
+    min_pulse_width: float = setting(0.001, "seconds of the shortest pulse", above=0.0, high=0.02)
+    max_pulse_width: float = setting(0.002, "seconds of the longest pulse", above=0.0, high=0.02)
+    rest: float = setting(0.0, "the angle the servo rests at between actions, and is left at on exit")
+
+    def check(self) -> None:
+        if self.min_angle >= self.max_angle:
+            raise SettingProblem("min_angle", f"must be below max_angle ({self.max_angle:g})")
+        if self.min_pulse_width >= self.max_pulse_width:
+            raise SettingProblem("min_pulse_width", f"must be below max_pulse_width ({self.max_pulse_width:g})")
+        self.check_angle(self.rest, "rest")
+
+    def check_angle(self, angle: float, key: str, table: str = "") -> None:
+        if not self.min_angle <= angle <= self.max_angle:
+            raise SettingProblem(key, f"outside the servo's min_angle..max_angle ({self.min_angle:g}.."
+                                      f"{self.max_angle:g})", table=table, value=angle)
+
+
+@dataclass(frozen=True)
+class Pulse:
+    pin: str = setting(REQUIRED, "the pin turned on (a relay, a LED, a buzzer)", pattern=PIN, shape=PIN_SHAPE)
+    seconds: float = setting(REQUIRED, "how long it stays on", above=0.0, high=60.0)
+
+
+@dataclass(frozen=True)
+class ActionSettings:
+    """What one class (or the default) does: a servo angle and/or a pin pulsed, from a confidence up."""
+
+    angle: float | None = setting(None, "the angle the servo turns to for this class")
+    pulse: Pulse | None = setting(None, "a pin turned on for a while: { pin = \"GPIO27\", seconds = 0.5 }")
+    confidence: float = setting(0.0, "the least confidence an event needs to be acted on", low=0.0, high=1.0)
+
+    def check(self) -> None:
+        if self.angle is None and self.pulse is None:
+            raise SettingProblem("", "nothing to do (give it an angle, a pulse or both)")
+
+
+@dataclass(frozen=True)
+class GpioSettings:
+    cooldown: float = setting(2.0, "seconds after an action during which events are skipped (and counted)",
+                              low=0.0, high=3600.0)
+    hold: float = setting(1.5, "seconds at a class's position before returning to rest", low=0.0, high=60.0)
+    dry_run: bool = setting(False, "log what would be done and touch no pin")
+    servo: Servo | None = setting(None, "the servo, if there is one")
+    classes: dict[str, ActionSettings] = setting({}, "what each class does, a table each: [gpio.classes.NAME]")
+    default: ActionSettings | None = setting(None, "what a class without a table of its own does")
+
+    def check(self) -> None:
+        claimed = {self.servo.pin: "[gpio.servo] pin"} if self.servo else {}
+        for table, action in self.tables().items():
+            if action.angle is not None:
+                if self.servo is None:
+                    raise SettingProblem("angle", "there is no [gpio.servo] to turn", table=table, value=action.angle)
+                self.servo.check_angle(action.angle, "angle", table)
+            if action.pulse is not None:
+                if action.pulse.pin in claimed:
+                    raise SettingProblem("pulse.pin", f"{action.pulse.pin} is used twice (also by "
+                                         f"{claimed[action.pulse.pin]})", table=table, value=action.pulse.pin)
+                claimed[action.pulse.pin] = f"[gpio.{table}] pulse.pin"
+
+    def tables(self) -> dict[str, ActionSettings]:
+        """The action tables by their name under [gpio]: classes.NAME, and default."""
+        tables = {f"classes.{name}": action for name, action in self.classes.items()}
+        return {**tables, DEFAULT: self.default} if self.default else tables
+
+    @cached_property
+    def actions(self) -> dict[str, Action]:
+        """What each class does, by class name, and DEFAULT for the others."""
+        named = {**self.classes, **({DEFAULT: self.default} if self.default else {})}
+        return {name: Action(name, a.angle, a.pulse and a.pulse.pin, a.pulse.seconds if a.pulse else 0.0,
+                             a.confidence) for name, a in named.items()}
 
 
 @dataclass(frozen=True)
 class Action:
-    """What one class (or the default) does: a servo angle and/or a pin pulsed, from a confidence up."""
+    """What one class does, as the worker does it."""
 
     name: str
     angle: float | None = None
@@ -69,100 +137,20 @@ class Action:
         return ", ".join(moves)
 
 
-@dataclass(frozen=True)
-class GpioSettings:
-    cooldown: float = 2.0  # seconds busy after an action; events then are skipped
-    hold: float = 1.5  # seconds at the class's position before returning to rest
-    dry_run: bool = False
-    servo: Servo | None = None
-    actions: dict[str, Action] | None = None  # by class name, and DEFAULT for the others
-
-
 def read_gpio(table: dict, where: str, class_names: list[str] | None = None) -> GpioSettings:
-    """The [gpio] table of the file where, checked strictly; class names too, when the bundle's are known."""
-    top = _values(table, TOP_KEYS, where, "gpio")
-    for key in ("cooldown", "hold"):
-        if not 0 <= top.get(key, 0.0) <= MOST_SECONDS[key]:
-            raise BinbotError(f"{where}: [gpio] {key} = {top[key]:g}: must be between 0 and {MOST_SECONDS[key]:g} seconds")
-    servo = _read_servo(top["servo"], where) if "servo" in top else None
-    tables = {f"gpio.classes.{name}": (name, value) for name, value in top.get("classes", {}).items()}
-    if DEFAULT in top:
-        tables["gpio.default"] = (DEFAULT, top[DEFAULT])
-    unknown = [name for name, _ in tables.values() if class_names is not None and name not in [*class_names, DEFAULT]]
+    """A [gpio] table on its own (as in the README), read as binbot.toml's is; class names too, when known."""
+    settings = schema.read(GpioSettings, table, where, "gpio")
+    if class_names is not None:
+        check_classes(settings, where, class_names)
+    return settings
+
+
+def check_classes(settings: GpioSettings, where: str, class_names: list[str]) -> None:
+    """Refuse a [gpio.classes.NAME] table for a class the bundle does not have."""
+    unknown = [name for name in settings.classes if name not in class_names]
     if unknown:
         raise BinbotError(f"{where}: [gpio.classes.{unknown[0]}]: the bundle has no class {unknown[0]!r} "
                           f"(its classes: {', '.join(class_names)})")
-    pins = {servo.pin: "[gpio.servo] pin"} if servo else {}
-    actions = {label: _read_action(raw, label, servo, pins, where, name) for name, (label, raw) in tables.items()}
-    settings = {key: top[key] for key in ("cooldown", "hold", "dry_run") if key in top}
-    return GpioSettings(**settings, servo=servo, actions=actions)
-
-
-def _read_servo(table: dict, where: str) -> Servo:
-    servo = Servo(**_values(table, SERVO_KEYS, where, "gpio.servo", required=("pin",)))
-    if servo.min_angle >= servo.max_angle:
-        raise BinbotError(f"{where}: [gpio.servo] min_angle = {servo.min_angle:g}: must be below max_angle "
-                          f"({servo.max_angle:g})")
-    if not 0 < servo.min_pulse_width < servo.max_pulse_width < 0.02:
-        raise BinbotError(f"{where}: [gpio.servo] min_pulse_width and max_pulse_width: must be 0 < min < max "
-                          f"< 0.02 s (a servo's frame is 20 ms)")
-    _check_angle(servo, servo.rest, where, "gpio.servo", "rest")
-    return servo
-
-
-def _read_action(raw: object, label: str, servo: Servo | None, pins: dict, where: str, name: str) -> Action:
-    """One class's table (name: its TOML name), its pulse pin claimed in pins."""
-    values = _values(raw, ACTION_KEYS, where, name)
-    pulse = _values(values["pulse"], PULSE_KEYS, where, f"{name}.pulse", required=("pin", "seconds")) \
-        if "pulse" in values else {}
-    if "angle" in values:
-        if servo is None:
-            raise BinbotError(f"{where}: [{name}] angle: there is no [gpio.servo] to turn")
-        _check_angle(servo, values["angle"], where, name, "angle")
-    if pulse:
-        _claim(pins, pulse["pin"], f"[{name}] pulse.pin", where)
-        if not 0 < pulse["seconds"] <= MOST_SECONDS["pulse.seconds"]:
-            raise BinbotError(f"{where}: [{name}] pulse.seconds = {pulse['seconds']:g}: must be above 0 and at most "
-                              f"{MOST_SECONDS['pulse.seconds']:g}")
-    if not 0 <= values.get("confidence", 0.0) <= 1:
-        raise BinbotError(f"{where}: [{name}] confidence = {values['confidence']:g}: must be between 0 and 1")
-    if "angle" not in values and not pulse:
-        raise BinbotError(f"{where}: [{name}]: nothing to do (give it an angle, a pulse or both)")
-    return Action(label, values.get("angle"), pulse.get("pin"), pulse.get("seconds", 0.0),
-                  values.get("confidence", 0.0))
-
-
-def _values(table: dict, keys: dict, where: str, name: str, required: tuple = ()) -> dict:
-    if not isinstance(table, dict):
-        raise BinbotError(f"{where}: [{name}] should be a table")
-    for key, value in table.items():
-        kind = keys.get(key)
-        if kind is None:
-            raise BinbotError(f"{where}: [{name}] unknown key {key!r} (known: {', '.join(keys)})")
-        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):  # TOML has nan and inf
-                raise BinbotError(f"{where}: [{name}] {key} = {value!r}: must be a finite number")
-            table = {**table, key: float(value)}
-        elif not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise BinbotError(f"{where}: [{name}] {key} should be a {kind.__name__}, not {value!r}")
-        if key == "pin" and not PIN.fullmatch(value):
-            raise BinbotError(f"{where}: [{name}] pin = {value!r}: not a GPIO pin (GPIO0 .. GPIO27, BCM numbering)")
-    missing = [key for key in required if key not in table]
-    if missing:
-        raise BinbotError(f"{where}: [{name}] needs {missing[0]}")
-    return table
-
-
-def _check_angle(servo: Servo, angle: float, where: str, name: str, key: str) -> None:
-    if not servo.min_angle <= angle <= servo.max_angle:
-        raise BinbotError(f"{where}: [{name}] {key} = {angle:g}: outside the servo's min_angle..max_angle "
-                          f"({servo.min_angle:g}..{servo.max_angle:g})")
-
-
-def _claim(pins: dict, pin: str, user: str, where: str) -> None:
-    if pin in pins:
-        raise BinbotError(f"{where}: {user} = {pin!r}: {pin} is used twice (also by {pins[pin]})")
-    pins[pin] = user
 
 
 class GpioActions(Output):
@@ -170,8 +158,8 @@ class GpioActions(Output):
 
     name = "gpio"
 
-    def __init__(self, settings: GpioSettings, metrics: Metrics, log: Callable[[str], None]):
-        self.settings, self._log = settings, log
+    def __init__(self, settings: GpioSettings, metrics: Metrics):
+        self.settings = settings
         self._actions = Counter("binbot_gpio_actions", "GPIO actions done, by class", ["class"],
                                 registry=metrics.registry)
         self._skipped = Counter("binbot_gpio_skipped", "Events not acted on, by reason", ["reason"],
@@ -181,7 +169,7 @@ class GpioActions(Output):
         self._stop = threading.Event()
         self._busy_until = -float("inf")
         self.servo, self.pins = self._open()
-        self._handoff: Handoff[Action] = Handoff(self.name, self.perform, 1, metrics, log)
+        self._handoff: Handoff[Action] = Handoff(self.name, self.perform, 1, metrics)
 
     def event(self, event: dict) -> None:
         label, confidence = event["label"], event["confidence"]
@@ -200,14 +188,14 @@ class GpioActions(Output):
             self._handoff.put(action)
             return
         self._skipped.labels(reason).inc()
-        self._log(f"gpio: {label} ({confidence:.2f}) not acted on: {reason}")
+        log.info("gpio: %s (%.2f) not acted on: %s", label, confidence, reason)
 
     def perform(self, action: Action) -> None:
         """Do action, hold it, and go back to rest; on this output's thread (or by hand)."""
         s = self.settings
         what = action.describe(s.servo)
-        self._log(f"gpio: {'dry run, would do' if s.dry_run else 'doing'} {action.name}: {what}; "
-                  f"rest after {s.hold:g} s")
+        log.info("gpio: %s %s: %s; rest after %g s", "dry run, would do" if s.dry_run else "doing", action.name,
+                 what, s.hold)
         self._actions.labels(action.name).inc()
         if s.dry_run:
             return
@@ -230,13 +218,13 @@ class GpioActions(Output):
     def health(self) -> dict:
         return {"dry_run": self.settings.dry_run, "busy": time.monotonic() < self._busy_until}
 
-    def close(self) -> None:
+    def close(self, until: float) -> None:
         self._stop.set()  # cuts a hold short: the worker goes to rest at once
-        self._handoff.close(CLOSE_DEADLINE)
+        self._handoff.close(until - SETTLE)
         if self.servo is not None:
             if not math.isclose(self.servo.angle, self.settings.servo.rest, abs_tol=0.5):
                 self.servo.angle = self.settings.servo.rest
-                time.sleep(SETTLE)
+                time.sleep(max(0.0, min(SETTLE, until - time.monotonic())))
             self.servo.detach()
         for device in [self.servo, *self.pins.values()]:
             if device is not None:
@@ -272,10 +260,14 @@ class GpioActions(Output):
         return servo, pins
 
 
-def build_gpio(config: RunConfig, metrics: Metrics, log: Callable[[str], None]) -> GpioActions:
-    """The [gpio] output of config, its class names checked against the bundle's when it can be read."""
+def build_gpio(settings: GpioSettings, config: RunConfig, metrics: Metrics) -> GpioActions:
+    """The [gpio] output, its class names checked against the bundle's when it can be read."""
     from binbot.device.bundle import MANIFEST, read_bundle
 
     bundle = Path(config.bundle)
-    classes = read_bundle(bundle.resolve()).class_names if (bundle / MANIFEST).is_file() else None
-    return GpioActions(read_gpio(config.tables["gpio"], config.config_file, classes), metrics, log)
+    if (bundle / MANIFEST).is_file():
+        check_classes(settings, config.config_file or "command line", read_bundle(bundle.resolve()).class_names)
+    return GpioActions(settings, metrics)
+
+
+KIND = OutputKind(GpioSettings, build_gpio)

@@ -11,32 +11,51 @@ never meets half a line, and nothing written before a failure is lost.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
-
-import numpy as np
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from binbot.device.metrics import Metrics
-from binbot.device.outputs import Handoff, Output
+from binbot.device.outputs import FrameRecord, Handoff, Output, OutputKind
+from binbot.logs import Every
+from binbot.schema import REQUIRED, setting
+
+if TYPE_CHECKING:
+    from binbot.device.config import RunConfig
+
+log = logging.getLogger("binbot.jsonlines")
 
 STDOUT = "-"
-LOG_EVERY = 60.0  # seconds between log lines about a failure that goes on
 REOPEN_EVERY = 5.0  # seconds between attempts to open a file that could not be opened
 QUEUE = 1000  # lines waiting to be written before the oldest is dropped
+
+
+@dataclass(frozen=True)
+class EventsSettings:
+    file: str = setting(STDOUT, "JSON-lines file each item event is appended to; - is standard output (under "
+                        "systemd, the journal: journalctl -u binbot -o cat)")
+
+
+@dataclass(frozen=True)
+class ResultsSettings:
+    file: str = setting(REQUIRED, "JSON-lines file every frame's result (as /latest shows it) is appended to; "
+                        "the table turns it on")
 
 
 class JsonLinesOutput(Output):
     """Each event (name "events") or each frame's result (name "results") as a line of path."""
 
-    def __init__(self, name: str, path: str, metrics: Metrics, log: Callable[[str], None]):
+    def __init__(self, name: str, path: str, metrics: Metrics):
         self.name = name
-        self._writer = JsonLinesWriter(name, path, metrics, log)
-        self._handoff: Handoff[dict] = Handoff(name, self._writer.write, QUEUE, metrics, log)
+        self._writer = JsonLinesWriter(name, path, metrics)
+        self._handoff: Handoff[dict] = Handoff(name, self._writer.write, QUEUE, metrics)
 
-    def frame(self, result: dict, rgb: np.ndarray | None) -> None:
+    def frame(self, record: FrameRecord) -> None:
         if self.name == "results":
-            self._handoff.put(result)
+            self._handoff.put(record.result)
 
     def event(self, event: dict) -> None:
         if self.name == "events":
@@ -45,25 +64,34 @@ class JsonLinesOutput(Output):
     def health(self) -> dict:
         return self._writer.health()
 
-    def close(self) -> None:
-        if self._handoff.close():
+    def close(self, until: float) -> None:
+        if self._handoff.close(until):
             self._writer.close()
         # else the worker is blocked in a write: its descriptor stays open, lest the number be reused under it
+
+
+def _events(settings: EventsSettings, config: RunConfig, metrics: Metrics) -> JsonLinesOutput:
+    log.info("events to %s", "stdout" if settings.file == STDOUT else settings.file)
+    return JsonLinesOutput("events", settings.file, metrics)
+
+
+EVENTS = OutputKind(EventsSettings, _events, always_on=True)
+RESULTS = OutputKind(ResultsSettings, lambda settings, config, metrics: JsonLinesOutput("results", settings.file, metrics))
 
 
 class JsonLinesWriter:
     """Appends one JSON object a line to path ("-": standard output)."""
 
-    def __init__(self, name: str, path: str, metrics: Metrics, log: Callable[[str], None],
-                 clock: Callable[[], float] = time.monotonic):
-        self.name, self.path, self.log, self.clock = name, path, log, clock
+    def __init__(self, name: str, path: str, metrics: Metrics, clock: Callable[[], float] = time.monotonic):
+        self.name, self.path, self.clock = name, path, clock
+        self._failures = Every(clock=clock)
         self._written, self._failed = metrics.output_lines.labels(name), metrics.output_failures.labels(name)
         self._failing = metrics.output_failing.labels(name)
         self._fd: int | None = None
         self._error = ""  # what went wrong, while it goes on
         self._dropped = 0  # lines dropped since it started going wrong
         self._dropped_total = 0
-        self._logged_at = self._opened_at = -float("inf")
+        self._opened_at = -float("inf")
         self._open()
 
     @property
@@ -81,7 +109,7 @@ class JsonLinesWriter:
             return self._dropped_line(error)
         self._written.inc()
         if self._error:
-            self.log(f"{self.name}: writing to {self.where} again, after {self._dropped} dropped line(s)")
+            log.info("%s: writing to %s again, after %d dropped line(s)", self.name, self.where, self._dropped)
             self._error, self._dropped = "", 0
             self._failing.set(0)
         return True
@@ -146,10 +174,8 @@ class JsonLinesWriter:
 
     def _fail(self, error: OSError) -> None:
         message = f"cannot write to {self.where} ({error.strerror or error})"
-        now = self.clock()
-        if message != self._error or now - self._logged_at >= LOG_EVERY:
+        if self._failures.due(message):
             more = f"; {self._dropped} line(s) dropped so far" if self._dropped else ""
-            self.log(f"{self.name}: {message}; classifying goes on, lines are dropped and counted{more}")
-            self._logged_at = now
+            log.warning("%s: %s; classifying goes on, lines are dropped and counted%s", self.name, message, more)
         self._error = message
         self._failing.set(1)

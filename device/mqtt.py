@@ -23,23 +23,27 @@ would let on_connect send paho's unacknowledged messages itself, but we still su
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 from prometheus_client import Counter, Gauge
 
 from binbot import boundedfile
-from binbot.device.config import RunConfig
 from binbot.device.metrics import Metrics
-from binbot.device.outputs import CLOSE_DEADLINE, Output
+from binbot.device.outputs import FrameRecord, Output, OutputKind
 from binbot.errors import BinbotError
+from binbot.schema import REQUIRED, SettingProblem, setting
+
+if TYPE_CHECKING:
+    from binbot.device.config import RunConfig
 
 try:  # the optional extra: only a daemon with an [mqtt] table imports this module
     import paho.mqtt.client as paho
@@ -49,7 +53,7 @@ except ImportError:
 QUEUE = 100  # messages kept while disconnected, published on reconnect; older ones are dropped
 QOS = 1
 MAX_PASSWORD = 4096  # bytes of password_file
-DEVICE_NAME = re.compile(r"[a-z0-9_-]+")
+log = logging.getLogger("binbot.mqtt")
 Message = tuple[str, str, bool]  # topic, payload, retain
 
 # Where the queue is: what _send does with a message, and who may start the drain.
@@ -59,43 +63,35 @@ DRAINING = "draining"  # the queue going out, in order: messages wait behind it
 DIRECT = "direct"  # the queue is empty: messages go straight to paho
 
 
+def topic_prefix_problem(value: str) -> str:
+    return "should be a topic prefix without # or +" if not value or any(c in value for c in "#+") else ""
+
+
 @dataclass(frozen=True)
 class MqttSettings:
-    host: str
-    port: int = 1883
-    device: str = ""  # empty: this machine's hostname, sanitised
-    prefix: str = "binbot"
-    tls: bool = False
-    username: str = ""
-    password_file: str = ""
-    discovery_prefix: str = "homeassistant"
-    keepalive: int = 30
+    host: str = setting(REQUIRED, "the broker's name or address")
+    port: int = setting(1883, "the broker's port (8883 with tls)", low=1, high=65535)
+    device: str = setting("", "this Pi's name in topics and in Home Assistant; empty: its hostname, made "
+                          "topic-safe", pattern=r"[a-z0-9_-]*", shape="only a-z, 0-9, _ and -")
+    prefix: str = setting("binbot", "topics go under PREFIX/DEVICE/", check=topic_prefix_problem)
+    tls: bool = setting(False, "connect with TLS, checking the broker's certificate")
+    username: str = setting("", "the broker's user, if it asks for one")
+    password_file: str = setting("", "a file holding the password (read at start, never logged)")
+    discovery_prefix: str = setting("homeassistant", "Home Assistant's discovery prefix",
+                                    check=topic_prefix_problem)
+    keepalive: int = setting(30, "seconds between keepalive pings; a dead link is noticed in about 1.5 times this",
+                             low=5, high=3600)
+
+    def check(self) -> None:
+        if self.password_file and not self.username:
+            raise SettingProblem("password_file", "needs a username")
 
 
-def read_settings(table: dict, where: str) -> MqttSettings:
-    """The [mqtt] table of the config file at where, checked as strictly as the file's other keys."""
-    kinds = {name: kind for name, kind in MqttSettings.__annotations__.items()}
-    for key, value in table.items():
-        if key not in kinds:
-            raise BinbotError(f"{where}: [mqtt]: unknown key {key!r} (known: {', '.join(kinds)})")
-        kind = {"str": str, "int": int, "bool": bool}[kinds[key]]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise BinbotError(f"{where}: [mqtt]: {key} should be a {kind.__name__}, not {value!r}")
-    if not table.get("host"):
-        raise BinbotError(f"{where}: [mqtt]: host is required (the broker's name or address)")
-    settings = MqttSettings(**table)
-    if not 1 <= settings.port <= 65535:
-        raise BinbotError(f"{where}: [mqtt]: port = {settings.port}: must be between 1 and 65535")
-    if not 5 <= settings.keepalive <= 3600:
-        raise BinbotError(f"{where}: [mqtt]: keepalive = {settings.keepalive}: must be between 5 and 3600 seconds")
-    if settings.device and not DEVICE_NAME.fullmatch(settings.device):
-        raise BinbotError(f"{where}: [mqtt]: device = {settings.device!r}: use only a-z, 0-9, _ and -")
-    for key in ("prefix", "discovery_prefix"):
-        if not getattr(settings, key) or any(c in getattr(settings, key) for c in "#+"):
-            raise BinbotError(f"{where}: [mqtt]: {key} should be a topic prefix without # or +")
-    if settings.password_file and not settings.username:
-        raise BinbotError(f"{where}: [mqtt]: password_file needs a username")
-    return settings
+def binbot_version() -> str:
+    try:
+        return metadata.version("binbot")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
 
 def hostname_device() -> str:
@@ -112,22 +108,23 @@ def read_password(path: str, where: str) -> str:
         raise BinbotError(f"{where}: [mqtt]: password_file: {error}") from None
 
 
-def mqtt_output(config: RunConfig, metrics: Metrics, log: Callable[[str], None]) -> MqttOutput:
+def mqtt_output(settings: MqttSettings, config: RunConfig, metrics: Metrics) -> MqttOutput:
     """The output the config file's [mqtt] table asks for."""
-    where = config.config_file or "config"
-    settings = read_settings(config.tables["mqtt"], where)
+    where = config.config_file or "command line"
     if paho is None:
         raise BinbotError(f"{where}: [mqtt] needs paho-mqtt: pip install 'binbot[mqtt]'")
     password = read_password(settings.password_file, where) if settings.password_file else None
-    return MqttOutput(settings, password, metrics, log)
+    return MqttOutput(settings, password, metrics)
+
+
+KIND = OutputKind(MqttSettings, mqtt_output)
 
 
 class MqttOutput(Output):
     name = "mqtt"
 
-    def __init__(self, settings: MqttSettings, password: str | None, metrics: Metrics,
-                 log: Callable[[str], None]):
-        self.settings, self._log = settings, log
+    def __init__(self, settings: MqttSettings, password: str | None, metrics: Metrics):
+        self.settings = settings
         self.device = settings.device or hostname_device()
         base = f"{settings.prefix}/{self.device}"
         self.topics = {"event": f"{base}/event", "state": f"{base}/state", "available": f"{base}/available"}
@@ -166,14 +163,14 @@ class MqttOutput(Output):
         client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
         client.on_connect_fail, client.on_publish = self._on_connect_fail, self._on_publish
         self._client = client
-        log(f"mqtt: publishing to {self.broker} under {base}/")
+        log.info("mqtt: publishing to %s under %s/", self.broker, base)
         client.connect_async(settings.host, settings.port, settings.keepalive)
         client.loop_start()
 
-    def frame(self, result: dict, rgb: np.ndarray | None) -> None:
+    def frame(self, record: FrameRecord) -> None:
         # The item left, or this run has said nothing yet: a state from before a crash must not stay retained.
-        if result.get("item") is None and self._shows_item is not False:
-            self._send_state({"label": None, "confidence": None, "time": result["time"], "model": result["model"]})
+        if record.item is None and self._shows_item is not False:
+            self._send_state({"label": None, "confidence": None, "time": record.time, "model": record.model})
 
     def event(self, event: dict) -> None:
         self._send(self.topics["event"], event)
@@ -182,8 +179,8 @@ class MqttOutput(Output):
     def health(self) -> dict:
         return {"connected": self.connected, "broker": self.broker, "error": self.error, "dropped": self.dropped}
 
-    def close(self) -> None:
-        deadline = time.monotonic() + CLOSE_DEADLINE
+    def close(self, until: float) -> None:
+        deadline = until
         self._closing = True
         with self._lock:
             self._phase = OFFLINE  # a drain under way stops: nothing after `offline`
@@ -204,9 +201,12 @@ class MqttOutput(Output):
 
     def discovery(self) -> dict[str, dict]:
         """Home Assistant's discovery configs, by topic."""
-        device = {"identifiers": [f"binbot_{self.device}"], "name": f"BinBot {self.device}", "model": "BinBot"}
+        version = binbot_version()
+        device = {"identifiers": [f"binbot_{self.device}"], "name": f"BinBot {self.device}", "model": "BinBot",
+                  "sw_version": version}
+        origin = {"name": "BinBot", "sw_version": version}
         common = {"state_topic": self.topics["state"], "availability_topic": self.topics["available"],
-                  "device": device}
+                  "device": device, "origin": origin}
         prefix = self.settings.discovery_prefix
         return {
             f"{prefix}/sensor/{self.device}_label/config": {
@@ -277,7 +277,7 @@ class MqttOutput(Output):
             self._publish(topic, json.dumps(config), True)
         self._connected_gauge.set(1)
         self.error = ""
-        self._log(f"mqtt: connected to {self.broker}"
+        log.info(f"mqtt: connected to {self.broker}"
                   + (f"; {resent} unacknowledged message(s) sent again first" if resent else "")
                   + (f"; {waiting} queued message(s) follow" if waiting else ""))
         if resent:
@@ -308,7 +308,7 @@ class MqttOutput(Output):
         with self._lock:
             late = len(self._resent) if self._phase == RESENDING and self._connects == connection else 0
         if late:
-            self._log(f"mqtt: {self.broker} has not acknowledged {late} message(s) sent again in "
+            log.warning(f"mqtt: {self.broker} has not acknowledged {late} message(s) sent again in "
                       f"{self.settings.keepalive} s; sending the queue anyway")
             self._drain_after_resends(connection)
 
@@ -346,5 +346,5 @@ class MqttOutput(Output):
 
     def _failed(self, message: str) -> None:
         if message != self.error:  # once per kind of failure, not once per retry
-            self._log(f"mqtt: {message}")
+            log.warning(f"mqtt: {message}")
         self.error = message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -10,19 +11,21 @@ from binbot.device.bundle import LoadedBundle
 from binbot.device.metrics import Metrics
 from binbot.errors import BinbotError
 
+log = logging.getLogger("binbot.daemon")
+
 
 class Reloader:
     """start() loads and verifies a bundle in the background; take() hands it to the loop, once."""
 
-    def __init__(self, load: Callable[[], LoadedBundle], metrics: Metrics, log: Callable[[str], None]):
-        self._load, self._metrics, self._log = load, metrics, log
+    def __init__(self, load: Callable[[], LoadedBundle], metrics: Metrics):
+        self._load, self._metrics = load, metrics
         self._thread: threading.Thread | None = None
         self._incoming: LoadedBundle | None = None
         self.error = ""  # the last failed reload, stamped with its time; cleared by a good one
 
     def start(self, serving: str) -> None:
         if self._thread is not None and self._thread.is_alive():
-            self._log("SIGHUP: a reload is already under way")
+            log.info("SIGHUP: a reload is already under way")
             return
         self._thread = threading.Thread(target=self._run, args=(serving,), name="reload", daemon=True)
         self._thread.start()
@@ -43,4 +46,4 @@ class Reloader:
             self.error = f"{datetime.now(timezone.utc).isoformat(timespec='milliseconds')}: {error}"
             self._metrics.errors.labels("reload").inc()
             self._metrics.reloads.labels("failed").inc()
-            self._log(f"reload failed, still serving model {serving}: {error}")
+            log.error("reload failed, still serving model %s: %s", serving, error)

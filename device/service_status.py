@@ -3,16 +3,19 @@ and the frame rate in STATUS= once a second."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 from binbot.device import sdnotify
 from binbot.device.metrics import Metrics
 
+log = logging.getLogger("binbot.daemon")
+
 
 class ServiceStatus:
-    def __init__(self, metrics: Metrics, log: Callable[[str], None], clock: Callable[[], float] = time.monotonic):
-        self._metrics, self._log, self._clock = metrics, log, clock
+    def __init__(self, metrics: Metrics, clock: Callable[[], float] = time.monotonic):
+        self._metrics, self._clock = metrics, clock
         self.frames = 0
         self.fps = 0.0
         self.last_frame_at: float | None = None
@@ -30,7 +33,7 @@ class ServiceStatus:
         if not self._ready_sent:
             self._ready_sent = True
             sdnotify.notify(f"READY=1\nSTATUS=classifying with model {model}")
-            self._log(f"ready: first frame classified with model {model}")
+            log.info("ready: first frame classified with model %s", model)
         if self._watchdog and self.last_frame_at - self._last_ping >= self._watchdog:
             # Petted only here, after a real inference: a stuck camera or interpreter stops it.
             sdnotify.notify("WATCHDOG=1")

@@ -3,12 +3,12 @@
 An output that also answers four paths on the daemon's HTTP server:
   /              one self-contained page (view.html: nothing fetched from elsewhere, no build step)
   /stream.mjpg   the classified frames as a multipart/x-mixed-replace JPEG stream
-  /events        server-sent events: each frame's result (at most view_fps a second) and each item event
+  /events        server-sent events: each frame's result (at most [view] fps a second) and each item event
   /snapshot.jpg  the newest frame, once
 
 The loop only keeps a reference to the newest frame (and, while a page listens, hands a result to
 the feed a few times a second). JPEGs are encoded on the view's own thread, only while a stream is
-watched (or on a snapshot's own connection), at most view_fps a second, from the newest frame, and
+watched (or on a snapshot's own connection), at most [view] fps a second, from the newest frame, and
 every viewer is sent that one encoding. Each viewer's connection thread waits for the next JPEG or
 message and writes it: one that reads slowly skips frames (counted as dropped) instead of queueing
 them. A stream that stops being read fills the kernel's buffers within seconds (its frames are tens
@@ -24,6 +24,7 @@ All four paths answer only a Host header that names this machine (httpguard.chec
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
@@ -33,14 +34,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from importlib import resources
+from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
 from binbot.device.httpguard import answer, header_number, refuse
+from binbot.device.jpeg import encode_jpeg
 from binbot.device.metrics import BUCKETS, Metrics
-from binbot.device.outputs import CLOSE_DEADLINE, Output, Route
+from binbot.device.outputs import FrameRecord, Output, OutputKind, Route
+from binbot.logs import Every
+from binbot.schema import setting
+
+if TYPE_CHECKING:
+    from binbot.device.config import RunConfig
+
+log = logging.getLogger("binbot.view")
 
 PAGE = "view.html"
 BOUNDARY = "binbot-frame"
@@ -56,11 +65,33 @@ RECENT_EVENTS = 10  # item events a page is sent as it opens
 RETRY_MS = 2000  # how soon a browser's EventSource reconnects after losing the feed
 LISTEN_FOR = 60.0  # seconds a listener is sent the feed before it is told to reconnect (see above)
 RECONNECT_MS = 100  # how soon it does so
-LOG_EVERY = 60.0  # seconds between log lines about an encoding failure that goes on
+MAX_FPS = 30.0
+# Each live viewer holds two of the HTTP server's 32 connections (stream and events); the rest stay for others.
+MAX_CLIENTS = 8
 # Bytes the kernel may hold for a viewer (it doubles them). Left alone, it lets a stalled viewer's unsent
 # frames grow to megabytes: seconds of stale picture queued, and long before the write timeout cuts it off.
 STREAM_SEND_BUFFER = 128 * 1024  # a few frames
 EVENTS_SEND_BUFFER = 16 * 1024  # a few seconds of results
+
+
+@dataclass(frozen=True)
+class ViewSettings:
+    enabled: bool = setting(True, "the live view on the HTTP server: a page at /, /stream.mjpg, /events and "
+                            "/snapshot.jpg (false: none of them, and nothing encoded)")
+    fps: float = setting(5.0, "frames a second encoded and sent to viewers, at most", above=0.0, high=MAX_FPS)
+    width: int = setting(640, "pixels the frames sent are scaled down to; a narrower frame (a lores stream) is "
+                         "sent as the source gave it", low=32, high=4096)
+    clients: int = setting(4, "viewers at once, each holding a stream and an event feed; one more is answered "
+                           "503", low=1, high=MAX_CLIENTS)
+
+
+def _build(settings: ViewSettings, config: RunConfig, metrics: Metrics) -> LiveView | None:
+    if not settings.enabled or config.http_address is None:  # the live view lives on the HTTP server
+        return None
+    return LiveView(settings, metrics, stale_after=config.stale_after)
+
+
+KIND = OutputKind(ViewSettings, _build, always_on=True)
 
 
 class LiveView(Output):
@@ -69,35 +100,36 @@ class LiveView(Output):
     name = "view"
     wants_frames = True
 
-    def __init__(self, fps: float, width: int, clients: int, metrics: Metrics, log: Callable[[str], None],
-                 listen_for: float = LISTEN_FOR):
+    def __init__(self, settings: ViewSettings, metrics: Metrics, listen_for: float = LISTEN_FOR,
+                 stale_after: float = 5.0):
+        fps, width, clients = settings.fps, settings.width, settings.clients
         self.interval, self.listen_for = 1.0 / fps, listen_for
         self._page = resources.files("binbot.device").joinpath(PAGE).read_bytes()
         registry = metrics.registry
         open_now = Gauge("binbot_view_clients", "Live view connections open, by kind", ["kind"], registry=registry)
-        refused = Counter("binbot_view_refused", "Live view connections answered 503: more than view_clients",
+        refused = Counter("binbot_view_refused", "Live view connections answered 503: more than [view] clients",
                           ["kind"], registry=registry)
         self._streams = Slots(clients, open_now.labels("stream"), refused.labels("stream"))
         self._listeners = Slots(clients, open_now.labels("events"), refused.labels("events"))
         self._dropped = metrics.output_dropped.labels(self.name)  # frames and messages a slow viewer skipped
-        self.encoder = Encoder(self.interval, width, metrics, log)
-        self.feed = Feed()
+        self.encoder = Encoder(self.interval, width, metrics)
+        self.feed = Feed(stale_after=stale_after)
         self._frames = 0
         self._fps = 0.0
         self._window_start, self._window_frames = time.monotonic(), 0
         self._published_at = -float("inf")
 
-    def frame(self, result: dict, rgb: np.ndarray | None) -> None:
+    def frame(self, record: FrameRecord) -> None:
         self._frames += 1
-        if rgb is not None:
-            self.encoder.offer(self._frames, rgb)
+        if record.rgb is not None:
+            self.encoder.offer(self._frames, record.rgb)
         now = time.monotonic()
         if now - self._window_start >= 1.0:
             self._fps = (self._frames - self._window_frames) / (now - self._window_start)
             self._window_start, self._window_frames = now, self._frames
         if self._listeners.taken and now - self._published_at >= self.interval:
             self._published_at = now
-            self.feed.publish("result", {**result, "fps": round(self._fps, 1)})
+            self.feed.publish("result", {**record.result, "fps": round(self._fps, 1)})
 
     def event(self, event: dict) -> None:
         self.feed.publish("event", event)
@@ -109,9 +141,9 @@ class LiveView(Output):
         return {"/": self._serve_page, "/stream.mjpg": self._serve_stream, "/events": self._serve_events,
                 "/snapshot.jpg": self._serve_snapshot}
 
-    def close(self) -> None:
+    def close(self, until: float) -> None:
         self.feed.close()
-        self.encoder.close()  # viewers' threads wake, see it closed, and end their answers
+        self.encoder.close(until)  # viewers' threads wake, see it closed, and end their answers
 
     def _serve_page(self, request: BaseHTTPRequestHandler) -> None:
         answer(request, 200, self._page, "text/html; charset=utf-8")
@@ -179,7 +211,7 @@ class Slots:
                 self._gauge.set(self.taken)
         if not admitted:
             self._refused.inc()
-            refuse(request, 503, f"too many live viewers ({self.limit} at once, view_clients); try again later",
+            refuse(request, 503, f"too many live viewers ({self.limit} at once, [view] clients); try again later",
                    {"Retry-After": "5"})
         try:
             yield admitted
@@ -207,8 +239,8 @@ class Encoder:
     """Encodes the newest frame, at most once an interval, while anyone watches; its thread starts with
     the first viewer."""
 
-    def __init__(self, interval: float, width: int, metrics: Metrics, log: Callable[[str], None]):
-        self.interval, self.width, self._log = interval, width, log
+    def __init__(self, interval: float, width: int, metrics: Metrics):
+        self.interval, self.width = interval, width
         registry = metrics.registry
         self._encoded = Counter("binbot_view_frames_encoded", "JPEG frames encoded for the live view",
                                 registry=registry)
@@ -222,7 +254,7 @@ class Encoder:
         self._changed = threading.Condition()
         self._encoding = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._logged_at = -float("inf")
+        self._failures = Every()
 
     def offer(self, number: int, rgb: np.ndarray) -> None:
         """The newest classified frame; called by the loop, so it keeps a reference and nothing more."""
@@ -254,16 +286,16 @@ class Encoder:
         """The newest frame as a JPEG: the one viewers were last sent if it is that recent, else encoded now."""
         return self._refresh(max_age=self.interval)
 
-    def close(self) -> None:
+    def close(self, until: float) -> None:
         with self._changed:
             self.closed = True
             self._changed.notify_all()
         if self._thread is not None:
-            self._thread.join(CLOSE_DEADLINE)
+            self._thread.join(max(0.0, until - time.monotonic()))
 
     def _run(self) -> None:
         # A new frame is encoded as soon as it is seen, but never sooner than interval after the last one:
-        # a slow classifier's frames are not shown late, and a fast one's are not sent more often than view_fps.
+        # a slow classifier's frames are not shown late, and a fast one's are not sent more often than [view] fps.
         while True:
             with self._changed:
                 self._changed.wait_for(lambda: self._viewers or self.closed)
@@ -276,9 +308,8 @@ class Encoder:
                     self._refresh()
                 except Exception as error:  # noqa: BLE001 - one bad frame must not end the view
                     self._errors.inc()
-                    if now - self._logged_at >= LOG_EVERY:
-                        self._logged_at = now
-                        self._log(f"view: encoding a frame failed ({type(error).__name__}: {error}); going on")
+                    if self._failures.due():
+                        log.warning("view: encoding a frame failed (%s: %s); going on", type(error).__name__, error)
                 continue
             with self._changed:  # the loop only leaves a reference, so new frames are looked for, not signalled
                 self._changed.wait_for(lambda: self.closed, max(POLL, due - now))
@@ -291,7 +322,7 @@ class Encoder:
             if latest is not None and (latest.frame == newest[0] or time.monotonic() - latest.at < max_age):
                 return latest
             started = time.perf_counter()
-            data = encode_jpeg(newest[1], self.width)
+            data = encode_jpeg(newest[1], JPEG_QUALITY, self.width)
             self._seconds.observe(time.perf_counter() - started)
             self._encoded.inc()
             with self._changed:
@@ -300,24 +331,12 @@ class Encoder:
             return self.latest
 
 
-def encode_jpeg(rgb: np.ndarray, width: int) -> bytes:
-    """An RGB frame as JPEG bytes, scaled down (aspect kept) if wider than width."""
-    height, frame_width = rgb.shape[:2]
-    if frame_width > width:
-        rgb = cv2.resize(rgb, (width, max(1, round(height * width / frame_width))), interpolation=cv2.INTER_AREA)
-    # BGR for OpenCV by numpy: cv2.cvtColor's first call would start OpenCV's thread pool, some 7 MB more.
-    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise RuntimeError(f"OpenCV could not encode a {frame_width}x{height} frame as JPEG")
-    return data.tobytes()
-
-
 @dataclass(frozen=True)
 class Message:
     id: int
     kind: str  # "result" or "event"
     data: dict
+    at: float = 0.0  # time.monotonic() when published
 
     @property
     def text(self) -> bytes:
@@ -327,7 +346,9 @@ class Message:
 class Feed:
     """The messages for /events: a numbered ring that each listener reads at its own pace."""
 
-    def __init__(self, size: int = FEED_SIZE, recent: int = RECENT_EVENTS):
+    def __init__(self, size: int = FEED_SIZE, recent: int = RECENT_EVENTS, stale_after: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.stale_after, self._clock = stale_after, clock  # a result older than stale_after s is not sent anew
         self._ring: deque[Message] = deque(maxlen=size)
         self._recent: deque[Message] = deque(maxlen=recent)  # the last item events
         self._result: Message | None = None  # the last result
@@ -338,7 +359,7 @@ class Feed:
     def publish(self, kind: str, data: dict) -> None:
         with self._changed:
             self._last_id += 1
-            message = Message(self._last_id, kind, data)
+            message = Message(self._last_id, kind, data, self._clock())
             self._ring.append(message)
             if kind == "event":
                 self._recent.append(message)
@@ -348,12 +369,13 @@ class Feed:
 
     def start(self, last_event_id: int | None) -> tuple[list[Message], int]:
         """What a listener is sent first, and the id it goes on from: after a reconnection, what it missed
-        (if the ring still holds all of it); else the last few events and the last result."""
+        (if the ring still holds all of it); else the last few events and the last result, unless it is stale."""
         with self._changed:
             oldest = self._ring[0].id if self._ring else self._last_id + 1
             if last_event_id is not None and oldest - 1 <= last_event_id <= self._last_id:
                 return [m for m in self._ring if m.id > last_event_id], self._last_id
-            backlog = [*self._recent, *([self._result] if self._result else [])]
+            fresh = self._result and self._clock() - self._result.at <= self.stale_after
+            backlog = [*self._recent, *([self._result] if fresh else [])]
             return sorted(backlog, key=lambda m: m.id), self._last_id
 
     def wait(self, after: int, timeout: float) -> list[Message]:

@@ -104,6 +104,19 @@ class DaemonProcess:
 
 
 
+def close(output):
+    """Close a daemon output as the shutdown does, with time to spare."""
+    output.close(time.monotonic() + TIMEOUT)
+
+
+def log_lines(caplog):
+    """lines(): the messages BinBot's loggers have logged (INFO and up) since this was called."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="binbot")
+    return lambda: [record.getMessage() for record in caplog.records if record.name.startswith("binbot")]
+
+
 def fill(folder, name="filler"):
     """Write to folder until its filesystem has no room left."""
     with open(folder / name, "wb", buffering=0) as filler:

@@ -14,7 +14,7 @@ import pytest
 
 from binbot.device.bundle import MODEL, load_bundle, read_bundle
 from binbot.device.frames import load_model_input
-from helpers import TIMEOUT, NotifySocket, wait_for
+from helpers import TIMEOUT, NotifySocket, log_lines, wait_for
 
 
 @pytest.fixture
@@ -137,7 +137,7 @@ def test_a_reload_that_fails_in_a_new_way_reports_the_new_reason(start_daemon, s
     assert daemon.stop() == 0 and "Traceback" not in daemon.log.read_text()
 
 
-def test_the_reloader_reports_any_failure_of_a_load_and_stays_ready_for_the_next():
+def test_the_reloader_reports_any_failure_of_a_load_and_stays_ready_for_the_next(caplog):
     import zlib
 
     from binbot.device.metrics import Metrics
@@ -146,13 +146,13 @@ def test_the_reloader_reports_any_failure_of_a_load_and_stays_ready_for_the_next
     def load():
         raise zlib.error("Error -3 while decompressing data: invalid block type")
 
-    logged = []
-    reloader = Reloader(load, Metrics(), logged.append)
+    logged = log_lines(caplog)
+    reloader = Reloader(load, Metrics())
     reloader.start("0123456789ab")
-    wait_for("the reload to fail", lambda: reloader.error)
+    wait_for("the failed reload to be logged", logged)
 
     assert "error: Error -3 while decompressing data" in reloader.error and reloader.take() is None
-    assert logged and logged[-1].startswith("reload failed, still serving model 0123456789ab: error: Error -3")
+    assert logged()[-1].startswith("reload failed, still serving model 0123456789ab: error: Error -3")
 
 
 def switch_to(link, target):
@@ -193,9 +193,8 @@ def test_an_unknown_config_key_is_refused_naming_it(tmp_path, small_cnn_bundles)
     config = tmp_path / "binbot.toml"
     config.write_text(f'bundle = "{small_cnn_bundles["int8"]}"\ntreshold = 0.7\n')
     assert run_refused("--config", str(config)) == (
-        f"binbot run: error: {config}: unknown key 'treshold' (known: bundle, source, threads, events, results, http, "
-        "window, threshold, top_k, loop, fps, stale_after, view, view_fps, view_width, view_clients; "
-        "and the tables [gpio], [mqtt], [keep])")
+        f"binbot run: error: {config}: unknown key 'treshold' (known: bundle, source, threads, http, window, threshold, "
+        "top_k, loop, fps, stale_after; and the tables [events], [results], [view], [gpio], [mqtt], [keep])")
 
 
 def test_a_corrupt_bundle_is_refused_before_serving(tmp_path, small_cnn_bundles):
@@ -340,7 +339,7 @@ def test_sigterm_while_the_camera_hangs_exits_0_within_the_deadline(start_daemon
 
     daemon.process.send_signal(signal.SIGTERM)
 
-    assert daemon.process.wait(timeout=10) == 0  # the capture thread is abandoned after SHUTDOWN_DEADLINE
+    assert daemon.process.wait(timeout=10) == 0  # the capture thread is abandoned after CAPTURE_DEADLINE
     log = daemon.log.read_text()
     assert "SIGTERM: finishing and exiting" in log and "Traceback" not in log
 

@@ -22,7 +22,7 @@ from binbot.device.httpguard import MAX_WAITING
 from binbot.device.httpserver import MAX_CONNECTIONS
 from binbot.device.metrics import Metrics
 from binbot.device.source import Frame, Source
-from helpers import fill, wait_for
+from helpers import fill, log_lines, wait_for
 
 
 @pytest.fixture
@@ -215,11 +215,11 @@ class ThrowingCamera(Source):
         pass
 
 
-def test_the_capture_thread_survives_any_error_from_its_source_and_reopens_it():
-    metrics, logged = Metrics(), []
+def test_the_capture_thread_survives_any_error_from_its_source_and_reopens_it(caplog):
+    metrics, logged = Metrics(), log_lines(caplog)
     slot = LatestFrame(metrics)
     camera = ThrowingCamera()
-    capture = Capture(camera, slot, metrics, logged.append, lambda rgb: resize_to_input(rgb, 32, 32))
+    capture = Capture(camera, slot, metrics, lambda rgb: resize_to_input(rgb, 32, 32))
     capture.start()
     try:
         taken = [wait_for("a frame", lambda: slot.take(0.1)) for _ in range(6)]
@@ -227,6 +227,6 @@ def test_the_capture_thread_survives_any_error_from_its_source_and_reopens_it():
         capture.stop(1.0)
 
     assert len({item.id for item in taken}) == 6 and camera.reads >= 8
-    assert any("RuntimeError: Camera frontend has timed out!; reopening" in line for line in logged)
+    assert any("RuntimeError: Camera frontend has timed out!; reopening" in line for line in logged())
     assert metrics.registry.get_sample_value("binbot_source_reopens_total") >= 2
     assert not capture._thread.is_alive()  # it stopped when asked, not before

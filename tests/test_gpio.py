@@ -22,7 +22,7 @@ from binbot.device.metrics import Metrics
 from binbot.device.outputs import build_outputs
 from binbot.device.source import open_source
 from binbot.errors import BinbotError
-from helpers import run_daemon, wait_for
+from helpers import close, log_lines, run_daemon, wait_for
 
 TABLE = {
     "cooldown": 0.5, "hold": 0.2,
@@ -66,9 +66,9 @@ def angles(mock_pins, gpio):
                   (servo.max_angle - servo.min_angle)) for _, state in mock_pins.pin(17).states if state]
 
 
-def gpio_output(table=TABLE, classes=("bottle", "can", "paper"), metrics=None, log=None):
+def gpio_output(table=TABLE, classes=("bottle", "can", "paper"), metrics=None):
     metrics = metrics or Metrics()
-    return GpioActions(read_gpio(table, "binbot.toml", list(classes)), metrics, log or (lambda line: None)), metrics
+    return GpioActions(read_gpio(table, "binbot.toml", list(classes)), metrics), metrics
 
 
 def test_an_event_turns_the_servo_to_its_angle_pulses_the_pin_and_returns_to_rest(mock_pins):
@@ -82,12 +82,12 @@ def test_an_event_turns_the_servo_to_its_angle_pulses_the_pin_and_returns_to_res
              and gpio.servo.angle == 0)
     assert angles(mock_pins, gpio)[-3:] == [0, 60, 0]
     assert [state for _, state in mock_pins.pin(27).states] == [False, True, False]
-    gpio.close()
+    close(gpio)
 
 
-def test_an_action_that_fails_midway_still_turns_the_pin_off_and_the_servo_to_rest(mock_pins):
-    lines = []
-    gpio, metrics = gpio_output(log=lines.append)
+def test_an_action_that_fails_midway_still_turns_the_pin_off_and_the_servo_to_rest(mock_pins, caplog):
+    lines = log_lines(caplog)
+    gpio, metrics = gpio_output()
     errors = lambda: metrics.registry.get_sample_value("binbot_output_errors_total", {"output": "gpio"})
 
     def broken_wait(seconds):  # as a wait of 1e10 s did: OverflowError, with the relay on and the flap open
@@ -98,13 +98,13 @@ def test_an_action_that_fails_midway_still_turns_the_pin_off_and_the_servo_to_re
     wait_for("the failure to be counted", lambda: errors() == 1)
     assert angles(mock_pins, gpio)[-2:] == [60, 0] and gpio.servo.angle == 0
     assert [state for _, state in mock_pins.pin(27).states] == [False, True, False]
-    assert any("gpio: failed (OverflowError: timeout value is too large); going on" in line for line in lines)
-    gpio.close()
+    assert any("gpio: failed (OverflowError: timeout value is too large); going on" in line for line in lines())
+    close(gpio)
 
 
-def test_an_event_within_the_cooldown_is_skipped_and_counted(mock_pins):
-    lines = []
-    gpio, metrics = gpio_output(log=lines.append)
+def test_an_event_within_the_cooldown_is_skipped_and_counted(mock_pins, caplog):
+    lines = log_lines(caplog)
+    gpio, metrics = gpio_output()
 
     gpio.event({"label": "bottle", "confidence": 0.9})
     gpio.event({"label": "can", "confidence": 0.9})  # the flap is still moving
@@ -113,15 +113,15 @@ def test_an_event_within_the_cooldown_is_skipped_and_counted(mock_pins):
         "binbot_gpio_actions_total", {"class": "bottle"}) == 1 and gpio.servo.angle == 0)
     assert metrics.registry.get_sample_value("binbot_gpio_skipped_total", {"reason": "cooldown"}) == 1
     assert -45 not in angles(mock_pins, gpio)
-    assert "gpio: can (0.90) not acted on: cooldown" in lines
-    gpio.close()
+    assert "gpio: can (0.90) not acted on: cooldown" in lines()
+    close(gpio)
 
 
 def test_a_low_confidence_event_is_not_acted_on(mock_pins):
     gpio, metrics = gpio_output()
 
     gpio.event({"label": "bottle", "confidence": 0.65})  # its class asks for 0.7
-    gpio.close()
+    close(gpio)
 
     assert metrics.registry.get_sample_value("binbot_gpio_skipped_total", {"reason": "confidence"}) == 1
     assert metrics.registry.get_sample_value("binbot_gpio_actions_total", {"class": "bottle"}) is None
@@ -132,7 +132,7 @@ def test_close_detaches_the_servo_and_releases_the_pins(mock_pins):
     gpio, _ = gpio_output()
     gpio.event({"label": "bottle", "confidence": 0.9})
 
-    gpio.close()  # mid-move, as a SIGTERM may come
+    close(gpio)  # mid-move, as a SIGTERM may come
 
     assert gpio.servo.closed and all(pin.closed for pin in gpio.pins.values())
     assert mock_pins.pin(17).frequency is None and mock_pins.pin(17).state == 0  # detached: no pulses
@@ -142,46 +142,49 @@ def test_close_detaches_the_servo_and_releases_the_pins(mock_pins):
     DigitalOutputDevice("GPIO27").close()
 
 
-def test_a_dry_run_logs_what_it_would_do_and_touches_no_pin(mock_pins):
-    lines = []
-    gpio, metrics = gpio_output({**TABLE, "dry_run": True}, log=lines.append)
+def test_a_dry_run_logs_what_it_would_do_and_touches_no_pin(mock_pins, caplog):
+    lines = log_lines(caplog)
+    gpio, metrics = gpio_output({**TABLE, "dry_run": True})
 
     gpio.event({"label": "can", "confidence": 0.9})
-    gpio.close()
+    close(gpio)
 
     assert gpio.servo is None and gpio.pins == {}
-    assert "gpio: dry run, would do can: servo GPIO17 to -45°; rest after 0.2 s" in lines
+    assert "gpio: dry run, would do can: servo GPIO17 to -45°; rest after 0.2 s" in lines()
     assert metrics.registry.get_sample_value("binbot_gpio_actions_total", {"class": "can"}) == 1
     assert mock_pins.pins == {}
 
 
-def test_a_class_without_a_table_of_its_own_gets_the_default_counted_as_itself(mock_pins):
-    lines = []
-    gpio, metrics = gpio_output({**TABLE, "dry_run": True, "default": {"angle": -10}}, log=lines.append)
+def test_a_class_without_a_table_of_its_own_gets_the_default_counted_as_itself(mock_pins, caplog):
+    lines = log_lines(caplog)
+    gpio, metrics = gpio_output({**TABLE, "dry_run": True, "default": {"angle": -10}})
 
     gpio.event({"label": "paper", "confidence": 0.9})
-    gpio.close()
+    close(gpio)
 
-    assert "gpio: dry run, would do paper: servo GPIO17 to -10°; rest after 0.2 s" in lines
+    assert "gpio: dry run, would do paper: servo GPIO17 to -10°; rest after 0.2 s" in lines()
     assert metrics.registry.get_sample_value("binbot_gpio_actions_total", {"class": "paper"}) == 1
 
 
 @pytest.mark.parametrize("change, message", [
     ({"holdd": 1}, "[gpio] unknown key 'holdd'"),
-    ({"servo": {"pin": "GPIO99"}}, "[gpio.servo] pin = 'GPIO99': not a GPIO pin"),
+    ({"servo": {"pin": "GPIO99"}}, "[gpio.servo] pin = 'GPIO99': should be a GPIO pin, GPIO0 .. GPIO27"),
     ({"servo": {"pin": "GPIO17", "spin": 1}}, "[gpio.servo] unknown key 'spin'"),
-    ({"classes": {"can": {"angle": 120}}}, "[gpio.classes.can] angle = 120: outside the servo's min_angle..max_angle"),
+    ({"classes": {"can": {"angle": 120}}}, "[gpio.classes.can] angle = 120.0: outside the servo's min_angle..max_angle"),
     ({"classes": {"can": {"pulse": {"pin": "GPIO17", "seconds": 1}}}},
      "[gpio.classes.can] pulse.pin = 'GPIO17': GPIO17 is used twice (also by [gpio.servo] pin)"),
     ({"classes": {"glass": {"angle": 10}}}, "[gpio.classes.glass]: the bundle has no class 'glass'"),
     ({"classes": {"can": {"angle": 10, "confidence": 1.5}}}, "[gpio.classes.can] confidence = 1.5: must be between"),
-    ({"default": {"angle": "up"}}, "[gpio.default] angle should be a float, not 'up'"),
-    ({"classes": {"can": {}}}, "[gpio.classes.can]: nothing to do"),
+    ({"default": {"angle": "up"}}, "[gpio.default] angle should be a number, not 'up'"),
+    ({"classes": {"can": {}}}, "[gpio.classes.can] nothing to do"),
     ({"hold": float("inf")}, "[gpio] hold = inf: must be a finite number"),
-    ({"cooldown": -1}, "[gpio] cooldown = -1: must be between 0 and 3600 seconds"),
-    ({"hold": 1e10}, "[gpio] hold = 1e+10: must be between 0 and 60 seconds"),
+    ({"cooldown": -1}, "[gpio] cooldown = -1.0: must be between 0 and 3600"),
+    ({"hold": 1e10}, "[gpio] hold = 10000000000.0: must be between 0 and 60"),
     ({"classes": {"can": {"pulse": {"pin": "GPIO27", "seconds": 1e10}}}},
-     "[gpio.classes.can] pulse.seconds = 1e+10: must be above 0 and at most 60"),
+     "[gpio.classes.can.pulse] seconds = 10000000000.0: must be above 0 and at most 60"),
+    ({"servo": {"pin": "GPIO17", "min_angle": 10, "max_angle": -10}},
+     "[gpio.servo] min_angle = 10.0: must be below max_angle (-10)"),
+    ({"classes": {"can": {"pulse": {"pin": "GPIO27"}}}}, "[gpio.classes.can.pulse] needs seconds"),
 ])
 def test_a_bad_table_is_refused_naming_the_file_table_and_key(change, message):
     with pytest.raises(BinbotError) as refused:
@@ -218,7 +221,7 @@ def test_the_daemon_turns_the_servo_to_each_class_the_camera_shows(mock_pins, sm
     bundle = read_bundle(small_cnn_bundles["int8"])
     config_file = tmp_path / "binbot.toml"
     config_file.write_text(CONFIG.format(bundle=bundle.path))
-    config = load_config(config_file, {"http": "off", "events": os.devnull, "window": 3, "threshold": 0.5})
+    config = load_config(config_file, {"http": "off", "events.file": os.devnull, "window": 3, "threshold": 0.5})
     source = open_source("replay:" + str(image_folder), bundle.height, bundle.width)
     daemon = Daemon(config, source)
     wanted = {"bottle": 60, "can": -45, "paper": 30}
@@ -241,7 +244,7 @@ def test_a_port_in_use_is_a_one_line_error_and_the_outputs_opened_are_released(m
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = load_config(config_file, {"http": f"127.0.0.1:{port}", "events": os.devnull})
+        config = load_config(config_file, {"http": f"127.0.0.1:{port}", "events.file": os.devnull})
         daemon = Daemon(config, open_source("selftest:", bundle.height, bundle.width, bundle=bundle.path))
 
         with pytest.raises(BinbotError, match=rf"http 127\.0\.0\.1:{port}: cannot listen \(Address already in use\)"):
@@ -254,17 +257,18 @@ def test_a_port_in_use_is_a_one_line_error_and_the_outputs_opened_are_released(m
 def test_an_output_that_cannot_start_releases_those_opened_before_it(mock_pins, small_cnn_bundles, tmp_path):
     bundle = read_bundle(small_cnn_bundles["int8"])
     config_file = tmp_path / "binbot.toml"
-    config_file.write_text(CONFIG.format(bundle=bundle.path) + "[keep]\nband_low = 0.9\nband_high = 0.1\n")
-    config = load_config(config_file, {"http": "off", "events": os.devnull})
+    config_file.write_text(CONFIG.format(bundle=bundle.path) + '[mqtt]\nhost = "127.0.0.1"\nusername = "binbot"\n'
+                           f'password_file = "{tmp_path / "no-such-file"}"\n')
+    config = load_config(config_file, {"http": "off", "events.file": os.devnull})
 
-    with pytest.raises(BinbotError, match=r"\[keep\]: band_low = 0.9 is above band_high"):
-        build_outputs(config, Metrics(), lambda line: None)
+    with pytest.raises(BinbotError, match=r"\[mqtt\]: password_file .*no-such-file: No such file or directory"):
+        build_outputs(config, Metrics())
 
-    DigitalOutputDevice("GPIO27").close()  # free again: the [gpio] output opened before [keep] failed let it go
+    DigitalOutputDevice("GPIO27").close()  # free again: the [gpio] output opened before [mqtt] failed let it go
 
 
-def test_the_readmes_example_table_is_read_as_written():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+def test_the_docs_example_table_is_read_as_written():
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "gpio.md").read_text()
     example = next(block for block in re.findall(r"```toml\n(.*?)```", readme, re.S) if "[gpio]" in block)
 
     settings = read_gpio(tomllib.loads(example)["gpio"], "README.md")

@@ -3,9 +3,11 @@
 import json
 import os
 
-from binbot.device.jsonlines import LOG_EVERY, REOPEN_EVERY, JsonLinesWriter
+from binbot.device.jsonlines import REOPEN_EVERY, JsonLinesWriter
 from binbot.device.metrics import Metrics
-from helpers import fill
+from helpers import fill, log_lines
+
+LOG_EVERY = 60.0  # binbot.logs.Every's interval
 
 
 class Clock:
@@ -20,10 +22,10 @@ def value(metrics, name, output):
     return metrics.registry.get_sample_value(name, {"output": output})
 
 
-def test_a_full_disk_drops_and_counts_lines_keeps_every_line_before_and_resumes_when_there_is_room(small_disk):
-    metrics, logged, clock = Metrics(), [], Clock()
+def test_a_full_disk_drops_and_counts_lines_keeps_every_line_before_and_resumes_when_there_is_room(small_disk, caplog):
+    logged, metrics, clock = log_lines(caplog), Metrics(), Clock()
     path = small_disk / "events.jsonl"
-    writer = JsonLinesWriter("events", str(path), metrics, logged.append, clock)
+    writer = JsonLinesWriter("events", str(path), metrics, clock)
     before = [{"n": n, "pad": "x" * 200} for n in range(20)]
     assert all(writer.write(record) for record in before)
     written_before = path.read_bytes()
@@ -37,10 +39,10 @@ def test_a_full_disk_drops_and_counts_lines_keeps_every_line_before_and_resumes_
     assert value(metrics, "binbot_output_failing", "events") == 1
     assert writer.health() == {"to": str(path), "ok": False, "error": f"cannot write to {path} (No space left on device)",
                                "dropped": 50}
-    assert len(logged) == 1 and "events: cannot write to" in logged[0] and "classifying goes on" in logged[0]
+    assert len(logged()) == 1 and "events: cannot write to" in logged()[0] and "classifying goes on" in logged()[0]
     clock.now += LOG_EVERY
     assert not writer.write({"n": "still full", "pad": "z" * 5000})
-    assert len(logged) == 2 and "50 line(s) dropped so far" in logged[1]
+    assert len(logged()) == 2 and "50 line(s) dropped so far" in logged()[1]
 
     os.remove(small_disk / "filler")
     assert writer.write({"n": "after"})
@@ -48,18 +50,18 @@ def test_a_full_disk_drops_and_counts_lines_keeps_every_line_before_and_resumes_
     lines = path.read_text().splitlines()
     assert [json.loads(line) for line in lines] == [*before, {"n": "after"}]
     assert writer.health()["ok"] and value(metrics, "binbot_output_failing", "events") == 0
-    assert logged[-1] == f"events: writing to {path} again, after 51 dropped line(s)"
+    assert logged()[-1] == f"events: writing to {path} again, after 51 dropped line(s)"
     assert value(metrics, "binbot_output_lines_total", "events") == 21
     writer.close()
 
 
-def test_a_file_that_cannot_be_opened_is_tried_again_and_written_once_it_can(tmp_path):
-    metrics, logged, clock = Metrics(), [], Clock()
+def test_a_file_that_cannot_be_opened_is_tried_again_and_written_once_it_can(tmp_path, caplog):
+    logged, metrics, clock = log_lines(caplog), Metrics(), Clock()
     folder = tmp_path / "not-yet"
-    writer = JsonLinesWriter("results", str(folder / "results.jsonl"), metrics, logged.append, clock)
+    writer = JsonLinesWriter("results", str(folder / "results.jsonl"), metrics, clock)
 
     assert not writer.write({"n": 1})
-    assert "results: cannot write to" in logged[0] and "No such file or directory" in logged[0]
+    assert "results: cannot write to" in logged()[0] and "No such file or directory" in logged()[0]
     folder.mkdir()
     assert not writer.write({"n": 2})  # not tried again before REOPEN_EVERY
     clock.now += REOPEN_EVERY

@@ -15,12 +15,14 @@ import cv2
 import numpy as np
 import pytest
 
-from binbot.device import keep as keep_module
-from binbot.device.keep import DEFAULT_DIR, KeepOutput, KeepSettings, Seen, read_settings
+from binbot.device import kept_store as kept_store_module
+from binbot.device.keep import DEFAULT_DIR, KeepOutput, KeepSettings, read_settings
 from binbot.device.kept import id_time, jpeg_matches, kept_ids, new_id, read_sidecar
+from binbot.device.kept_store import KeptStore
 from binbot.device.metrics import Metrics
+from binbot.device.outputs import FrameRecord
 from binbot.errors import BinbotError
-from helpers import TIMEOUT, fill, wait_for
+from helpers import TIMEOUT, close, fill, log_lines, wait_for
 
 CLASSES = ["bottle", "can", "paper"]
 START = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
@@ -40,18 +42,18 @@ class Camera:
         """One frame whose own label is label (at confidence) with item in view; its origin is "frame N"."""
         others = [name for name in CLASSES if name != label]
         scores = {label: confidence, **{name: (1 - confidence) / len(others) for name in others}}
-        result = {"time": self.when.isoformat(timespec="milliseconds"), "frame": self.n, "origin": f"frame {self.n}",
-                  "model": "model-1", "label": label, "confidence": confidence,
-                  "top": [{"label": name, "p": p} for name, p in sorted(scores.items(), key=lambda s: -s[1])],
-                  "item": item}
         if rgb is None:
             rgb = self.rng.integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+        record = FrameRecord(time=self.when.isoformat(timespec="milliseconds"), frame=self.n, origin=f"frame {self.n}",
+                             model="model-1", label=label, confidence=confidence,
+                             top=[{"label": name, "p": p} for name, p in sorted(scores.items(), key=lambda s: -s[1])],
+                             item=item, scores=scores, rgb=rgb)
         # The loop never waits on an output; the test waits for room, so that no frame is dropped.
         wait_for("room in the keeper's handoff", lambda: not self.output._handoff._items, interval=0.001)
-        self.output.frame(result, rgb, scores)
+        self.output.frame(record)
         self.n += 1
         self.when += timedelta(seconds=seconds)
-        return result
+        return record.result
 
     def event(self, label):
         """The item event the smoother made on the last frame shown."""
@@ -59,9 +61,11 @@ class Camera:
                            "frame": self.n - 1, "origin": f"frame {self.n - 1}", "model": "model-1"})
 
 
-def keeper(folder, metrics=None, log=None, rng=None, threshold=0.6, **table):
+def keeper(folder, metrics=None, rng=None, threshold=0.6, store=None, **table):
+    """A keep output for folder; store: the KeptStore options (now, clock, retry) to build its store with."""
     settings = read_settings({"dir": str(folder), **table}, "binbot.toml", threshold)
-    return KeepOutput(settings, metrics or Metrics(), log or (lambda line: None), rng=rng)
+    metrics = metrics or Metrics()
+    return KeepOutput(settings, metrics, rng=rng, store=KeptStore(settings, metrics, **(store or {})))
 
 
 def kept(folder):
@@ -82,7 +86,7 @@ def test_in_a_window_only_the_least_confident_frame_in_the_band_is_kept(tmp_path
         camera.show("can", confidence)
     for confidence in (0.6, 0.7):  # a new window (the item changed), with nothing in the band: 0.6 is its open end
         camera.show("can", confidence, item="can")
-    output.close()
+    close(output)
 
     assert kept(tmp_path) == {"frame 2": ["low-confidence"]}
 
@@ -97,7 +101,7 @@ def test_a_window_ends_when_the_item_in_view_changes_or_the_interval_passes(tmp_
     camera.show("can", 0.3, item="can", seconds=10)  # frame 3, and ten seconds pass
     camera.show("can", 0.35, item="can")
     camera.show("can", 0.5, item="can")  # frame 5: the only low one of the third window, kept at close
-    output.close()
+    close(output)
 
     assert kept(tmp_path) == {"frame 1": ["low-confidence"], "frame 3": ["low-confidence"],
                               "frame 4": ["low-confidence"]}
@@ -115,7 +119,7 @@ def test_disagreement_keeps_the_least_confident_frame_whose_label_is_not_the_ite
     camera.show("bottle", 0.45)  # nothing in view: no disagreement, a new window
     camera.show("bottle", 0.4, item="bottle")  # a new window: least sure, but agrees
     camera.show("paper", 0.35, item="bottle")  # frame 6: disagrees and is the least sure: one frame, two reasons
-    output.close()
+    close(output)
 
     assert kept(tmp_path) == {"frame 2": ["disagreement"], "frame 4": ["low-confidence"],
                               "frame 6": ["low-confidence", "disagreement"]}
@@ -135,7 +139,7 @@ def test_each_item_event_keeps_the_items_best_frame_once_when_it_leaves_and_at_s
     camera.show("paper", 0.92, item="paper")
     camera.event("paper")
     camera.show("paper", 0.91, item="paper")
-    output.close()  # the paper is still in view: its best frame so far is kept on the way out
+    close(output)  # the paper is still in view: its best frame so far is kept on the way out
 
     assert kept(tmp_path) == {"frame 1": ["event"], "frame 6": ["event"]}
 
@@ -147,7 +151,7 @@ def test_a_random_sample_of_all_frames_is_kept_at_once(tmp_path):
 
     for _ in range(40):
         camera.show("can", 0.99, item="can")
-    output.close()
+    close(output)
 
     same = random.Random(42)
     expected = {f"frame {n}": ["sample"] for n in range(40) if same.random() < 0.25}
@@ -164,7 +168,7 @@ def test_a_kept_frame_is_the_cameras_frame_as_a_jpeg_with_a_sidecar_binbot_colle
 
     rgb[:, WIDTH // 2:] = (20, 40, 220)
     result = camera.show("bottle", 0.42, item="can", rgb=rgb)
-    output.close()
+    close(output)
 
     (frame_id,) = kept_ids(tmp_path / "kept")
     frame = read_sidecar(tmp_path / "kept" / f"{frame_id}.json")
@@ -191,72 +195,70 @@ class Clock:
         return self.when
 
 
-def sampled(folder, metrics, log, now, **table):
+def sampled(folder, metrics, now, **table):
     """An output that keeps every frame it is shown, at the time now() says."""
-    settings = read_settings({"dir": str(folder), **QUIET, "sample": 1.0, **table}, "binbot.toml", 0.6)
-    return KeepOutput(settings, metrics, log, now=now)
+    return keeper(folder, metrics, store={"now": now}, **{**QUIET, "sample": 1.0, **table})
 
 
 @pytest.mark.parametrize("table, kept_now, limit", [({"per_hour": 3, "per_day": 10}, 1, "hour"),
                                                     ({"per_hour": 100, "per_day": 4}, 1, "day"),
                                                     ({"per_hour": 100, "per_day": 100}, 5, None)])
-def test_the_limits_count_frames_already_kept_so_a_restart_cannot_bypass_them(tmp_path, table, kept_now, limit):
+def test_the_limits_count_frames_already_kept_so_a_restart_cannot_bypass_them(tmp_path, caplog, table, kept_now, limit):
     now = datetime.now(timezone.utc)
     for age in (timedelta(hours=25), timedelta(hours=2), timedelta(minutes=30), timedelta(minutes=20)):
-        earlier = sampled(tmp_path, Metrics(), lambda line: None, Clock(now - age), per_hour=100, per_day=100)
+        earlier = sampled(tmp_path, Metrics(), Clock(now - age), per_hour=100, per_day=100)
         Camera(earlier).show("can", 0.9)
-        earlier.close()
-    metrics, logged = Metrics(), []
+        close(earlier)
+    metrics, logged = Metrics(), log_lines(caplog)
 
-    output = sampled(tmp_path, metrics, logged.append, Clock(now), **table)  # restarted
+    output = sampled(tmp_path, metrics, Clock(now), **table)  # restarted
     camera = Camera(output)
     for _ in range(5):
         camera.show("can", 0.9)
-    output.close()
+    close(output)
 
     assert len(kept_ids(tmp_path)) == 4 + kept_now
     skipped = {name: metric(metrics, "binbot_kept_skipped_total", limit=name) for name in ("hour", "day", "failing")}
     assert skipped == {name: (5 - kept_now if name == limit else 0) for name in skipped}
     assert metric(metrics, "binbot_kept_frames_total", reason="sample") == kept_now
-    assert len([line for line in logged if "skipped and counted" in line]) == (1 if limit else 0)
+    assert len([line for line in logged() if "skipped and counted" in line]) == (1 if limit else 0)
 
 
 def test_the_hourly_limit_rolls_on(tmp_path):
     clock, metrics = Clock(datetime.now(timezone.utc)), Metrics()
-    output = sampled(tmp_path, metrics, lambda line: None, clock, per_hour=2)
+    output = sampled(tmp_path, metrics, clock, per_hour=2)
 
     for _ in range(3):
-        output.keep(Seen(*frame_parts()), ["sample"])
+        output.store.keep(a_record(), ["sample"])
     clock.when += timedelta(minutes=61)
-    kept_later = output.keep(Seen(*frame_parts()), ["sample"])
-    output.close()
+    kept_later = output.store.keep(a_record(), ["sample"])
+    close(output)
 
     assert kept_later and len(kept_ids(tmp_path)) == 3
     assert metric(metrics, "binbot_kept_skipped_total", limit="hour") == 1
 
 
-def frame_parts(rgb=None):
-    """A Seen's result, frame, scores and time."""
+def a_record(rgb=None):
+    """A frame's record, with its frame (plain grey unless rgb is given)."""
     rgb = np.full((HEIGHT, WIDTH, 3), 128, np.uint8) if rgb is None else rgb
-    result = {"time": START.isoformat(), "frame": 0, "origin": "", "model": "model-1", "label": "can",
-              "confidence": 0.5, "top": [], "item": None}
-    return result, rgb, {"bottle": 0.25, "can": 0.5, "paper": 0.25}, START
+    return FrameRecord(time=START.isoformat(), frame=0, origin="", model="model-1", label="can", confidence=0.5,
+                       top=[], item=None, scores={"bottle": 0.25, "can": 0.5, "paper": 0.25}, rgb=rgb)
 
 
 def test_beyond_the_quota_the_oldest_frames_are_evicted_sidecar_first(tmp_path):
     metrics, clock = Metrics(), Clock(datetime.now(timezone.utc))
-    first = sampled(tmp_path, Metrics(), lambda line: None, clock)
-    first.keep(Seen(*frame_parts()), ["sample"])
-    first.close()
+    first = sampled(tmp_path, Metrics(), clock)
+    first.store.keep(a_record(), ["sample"])
+    close(first)
     one = sum(path.stat().st_size for path in tmp_path.iterdir())  # every frame here is as big as this one
 
-    output = sampled(tmp_path, metrics, lambda line: None, clock, quota_mb=3.5 * one / 1e6)
+    output = sampled(tmp_path, metrics, clock, quota_mb=3.5 * one / 1e6)
     ids = kept_ids(tmp_path)
     for _ in range(5):
         clock.when += timedelta(seconds=1)  # ids a second apart: their order is their age
-        output.keep(Seen(*frame_parts()), ["sample"])
+        output.store.keep(a_record(), ["sample"])
         ids = sorted(set(ids) | set(kept_ids(tmp_path)))
-    output.close()
+    close(output)
 
     assert len(ids) == 6
     assert kept_ids(tmp_path) == ids[-3:]
@@ -267,9 +269,9 @@ def test_beyond_the_quota_the_oldest_frames_are_evicted_sidecar_first(tmp_path):
 
 
 def test_what_a_crash_left_is_removed_at_start_and_complete_frames_stay(tmp_path):
-    first = sampled(tmp_path, Metrics(), lambda line: None, Clock(datetime.now(timezone.utc)))
-    first.keep(Seen(*frame_parts()), ["sample"])
-    first.close()
+    first = sampled(tmp_path, Metrics(), Clock(datetime.now(timezone.utc)))
+    first.store.keep(a_record(), ["sample"])
+    close(first)
     (complete,) = kept_ids(tmp_path)
     orphan = tmp_path / f"{new_id()}.jpg"  # its sidecar was never written
     orphan.write_bytes(b"\xff\xd8 half a JPEG")
@@ -277,12 +279,13 @@ def test_what_a_crash_left_is_removed_at_start_and_complete_frames_stay(tmp_path
     partial.write_bytes(b"\xff\xd8 a JPEG being written")
     (tmp_path / "notes.txt").write_text("not ours")
 
-    output = sampled(tmp_path, Metrics(), lambda line: None, Clock(datetime.now(timezone.utc)))
-    output.close()
+    output = sampled(tmp_path, Metrics(), Clock(datetime.now(timezone.utc)))
+    close(output)
 
     assert not orphan.exists() and not partial.exists()
     assert sorted(path.name for path in tmp_path.iterdir()) == [f"{complete}.jpg", f"{complete}.json", "notes.txt"]
-    assert output.health() == {"dir": str(tmp_path), "kept": 1, "bytes": output.size, "failing": False, "error": ""}
+    assert output.health() == {"dir": str(tmp_path), "kept": 1, "bytes": output.store.size, "failing": False,
+                               "error": ""}
 
 
 class Monotonic:
@@ -293,46 +296,45 @@ class Monotonic:
         return self.now
 
 
-def test_a_full_disk_stops_keeping_counts_it_and_keeping_resumes_when_there_is_room(small_disk):
-    metrics, logged = Metrics(), []
-    output = keeper(small_disk / "kept", metrics, logged.append, **{**QUIET, "sample": 1.0, "min_free_percent": 0.0})
+def test_a_full_disk_stops_keeping_counts_it_and_keeping_resumes_when_there_is_room(small_disk, caplog):
+    metrics, logged = Metrics(), log_lines(caplog)
+    output = keeper(small_disk / "kept", metrics, **{**QUIET, "sample": 1.0, "min_free_percent": 0.0})
     noise = np.random.default_rng(1).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)  # a big JPEG
-    assert output.keep(Seen(*frame_parts()), ["sample"])
+    assert output.store.keep(a_record(), ["sample"])
     before = {path.name: path.read_bytes() for path in (small_disk / "kept").iterdir()}
 
     fill(small_disk)  # by something else: evicting the small frame kept would not make room for a big one
-    skipped = [output.keep(Seen(*frame_parts(noise)), ["sample"]) for _ in range(2)]
+    skipped = [output.store.keep(a_record(noise), ["sample"]) for _ in range(2)]
 
     assert skipped == [False, False]
     assert {path.name: path.read_bytes() for path in (small_disk / "kept").iterdir()} == before  # no part, no temp
     assert metric(metrics, "binbot_kept_skipped_total", limit="disk") == 2
     assert metric(metrics, "binbot_kept_write_failures_total") == 0
-    assert len([line for line in logged if "skipped and counted until there is room" in line]) == 1
+    assert len([line for line in logged() if "skipped and counted until there is room" in line]) == 1
 
     os.remove(small_disk / "filler")
-    assert output.keep(Seen(*frame_parts(noise)), ["sample"])
+    assert output.store.keep(a_record(noise), ["sample"])
     assert len(kept_ids(small_disk / "kept")) == 2
-    assert "keeping frames again" in logged[-1]
-    output.close()
+    assert "keeping frames again" in logged()[-1]
+    close(output)
 
 
-def test_a_write_that_fails_pauses_keeping_counts_it_and_keeping_resumes(tmp_path, monkeypatch):
-    metrics, logged, clock = Metrics(), [], Monotonic()
+def test_a_write_that_fails_pauses_keeping_counts_it_and_keeping_resumes(tmp_path, monkeypatch, caplog):
+    metrics, logged, clock = Metrics(), log_lines(caplog), Monotonic()
     folder = tmp_path / "kept"
-    settings = read_settings({"dir": str(folder), **QUIET, "sample": 1.0}, "binbot.toml", 0.6)
-    output = KeepOutput(settings, metrics, logged.append, clock=clock, retry=5.0)
-    assert output.keep(Seen(*frame_parts()), ["sample"])
+    output = keeper(folder, metrics, store={"clock": clock, "retry": 5.0}, **{**QUIET, "sample": 1.0})
+    assert output.store.keep(a_record(), ["sample"])
     before = {path.name: path.read_bytes() for path in folder.iterdir()}
 
     def failing_write(*args, **kwargs):  # an SD card that has begun to fail
         raise OSError(errno.EIO, "Input/output error")
 
     with monkeypatch.context() as patch:
-        patch.setattr(keep_module, "write_atomic", failing_write)
-        failed = output.keep(Seen(*frame_parts()), ["sample"])
-        paused = output.keep(Seen(*frame_parts()), ["sample"])  # within the pause: not even tried
+        patch.setattr(kept_store_module, "write_atomic", failing_write)
+        failed = output.store.keep(a_record(), ["sample"])
+        paused = output.store.keep(a_record(), ["sample"])  # within the pause: not even tried
         clock.now += 5.0
-        failed_again = output.keep(Seen(*frame_parts()), ["sample"])
+        failed_again = output.store.keep(a_record(), ["sample"])
 
     assert not failed and not paused and not failed_again
     assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
@@ -341,67 +343,67 @@ def test_a_write_that_fails_pauses_keeping_counts_it_and_keeping_resumes(tmp_pat
     assert metric(metrics, "binbot_kept_failing") == 1
     health = output.health()
     assert health["failing"] and health["error"] == f"cannot write to {folder} (Input/output error)"
-    assert len([line for line in logged if "cannot write" in line]) == 1  # once a minute, not once a frame
-    assert "classifying goes on" in logged[-1]
+    assert len([line for line in logged() if "cannot write" in line]) == 1  # once a minute, not once a frame
+    assert "classifying goes on" in logged()[-1]
 
     clock.now += 5.0
-    assert output.keep(Seen(*frame_parts()), ["sample"])
+    assert output.store.keep(a_record(), ["sample"])
     assert metric(metrics, "binbot_kept_failing") == 0 and not output.health()["failing"]
-    assert "keeping frames again" in logged[-1]
-    output.close()
+    assert "keeping frames again" in logged()[-1]
+    close(output)
 
 
 def test_a_quota_beyond_the_free_disk_leaves_min_free_percent_for_the_events_beside_it(small_disk):
     """The quota allows 500 MB on a 64 KiB disk: keeping evicts its own oldest frames to leave the margin."""
-    metrics, logged = Metrics(), []
-    output = keeper(small_disk / "kept", metrics, logged.append, **{**QUIET, "sample": 1.0, "min_free_percent": 37.5})
+    metrics = Metrics()
+    output = keeper(small_disk / "kept", metrics, **{**QUIET, "sample": 1.0, "min_free_percent": 37.5})
     noise = np.random.default_rng(1).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)  # JPEGs of ~15 KB
     free = lambda: os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
 
     for n in range(8):
-        assert output.keep(Seen(*frame_parts(noise)), ["sample"])
+        assert output.store.keep(a_record(noise), ["sample"])
         assert free() >= 24 * 1024, f"frame {n} took the margin"
     with open(small_disk / "events.jsonl", "wb") as events:  # the events file beside it still has room
         events.write(b"x" * 20_000)
 
     assert metric(metrics, "binbot_kept_evicted_total") >= 4 and len(kept_ids(small_disk / "kept")) >= 1
     assert metric(metrics, "binbot_kept_write_failures_total") == 0
-    output.close()
+    close(output)
 
 
-def test_a_disk_filled_by_others_below_the_margin_skips_frames_and_says_so(small_disk):
-    metrics, logged = Metrics(), []
-    output = keeper(small_disk / "kept", metrics, logged.append, **{**QUIET, "sample": 1.0, "min_free_percent": 37.5})
+def test_a_disk_filled_by_others_below_the_margin_skips_frames_and_says_so(small_disk, caplog):
+    metrics, logged = Metrics(), log_lines(caplog)
+    output = keeper(small_disk / "kept", metrics, **{**QUIET, "sample": 1.0, "min_free_percent": 37.5})
     with open(small_disk / "other", "wb") as other:
         other.write(b"x" * 48_000)
 
-    assert not output.keep(Seen(*frame_parts()), ["sample"])
-    assert not output.keep(Seen(*frame_parts()), ["sample"])
+    assert not output.store.keep(a_record(), ["sample"])
+    assert not output.store.keep(a_record(), ["sample"])
 
     assert metric(metrics, "binbot_kept_skipped_total", limit="disk") == 2
     assert metric(metrics, "binbot_kept_write_failures_total") == 0 and kept_ids(small_disk / "kept") == []
-    assert len([line for line in logged if "(37.5%, min_free_percent) for the journal and the events" in line]) == 1
-    output.close()
+    assert len([line for line in logged() if "(37.5%, min_free_percent) for the journal and the events" in line]) == 1
+    close(output)
 
 
 @pytest.mark.parametrize("table, named", [
     ({"colour": "red"}, "unknown key 'colour'"),
-    ({"sample": "often"}, "sample should be a float"),
-    ({"per_hour": 2.5}, "per_hour should be a int"),
-    ({"events": 1}, "events should be a bool"),
+    ({"sample": "often"}, "sample should be a number, not 'often'"),
+    ({"per_hour": 2.5}, "per_hour should be a whole number, not 2.5"),
+    ({"events": 1}, "events should be true or false, not 1"),
     ({"sample": 1.5}, "sample = 1.5: must be between 0 and 1"),
     ({"per_day": 0}, "per_day = 0: must be between 1"),
     ({"jpeg_quality": 101}, "jpeg_quality = 101: must be between 1 and 100"),
     ({"quota_mb": float("nan")}, "quota_mb = nan: must be a finite number"),
     ({"band_low": 0.7}, "band_low = 0.7 is above band_high = 0.6 (band_high defaults to the threshold"),
-    ({"dir": ""}, "dir should name the folder"),
+    ({"dir": ""}, "dir = '': should be a folder's path"),
 ])
 def test_a_bad_keep_table_is_one_line_naming_the_file_the_table_and_the_key(table, named):
     with pytest.raises(BinbotError) as error:
         read_settings(table, "/etc/binbot/binbot.toml", 0.6)
 
     message = str(error.value)
-    assert "\n" not in message and message.startswith("/etc/binbot/binbot.toml: [keep]: ") and named in message
+    assert "\n" not in message and message.startswith("/etc/binbot/binbot.toml: [keep] ") and named in message
 
 
 def test_the_defaults_keep_in_the_services_state_folder_below_the_threshold():
@@ -492,19 +494,18 @@ def test_a_bad_keep_table_stops_binbot_run_with_one_line(other_bundle, image_fol
 
     assert run.returncode == 1
     error = [line for line in run.stderr.splitlines() if "error" in line]
-    assert len(error) == 1 and f"{config}: [keep]: per_hour = -1: must be between 1" in error[0], run.stderr
+    assert len(error) == 1 and f"{config}: [keep] per_hour = -1: must be between 1" in error[0], run.stderr
 
 
-def test_a_keep_dir_that_cannot_be_a_folder_is_reported_and_counted_and_the_output_goes_on(tmp_path):
+def test_a_keep_dir_that_cannot_be_a_folder_is_reported_and_counted_and_the_output_goes_on(tmp_path, caplog):
     (tmp_path / "kept").write_text("a file where the folder should be")
-    metrics, logged = Metrics(), []
-    settings = read_settings({"dir": str(tmp_path / "kept"), **QUIET, "sample": 1.0}, "binbot.toml", 0.6)
+    metrics, logged = Metrics(), log_lines(caplog)
 
-    output = KeepOutput(settings, metrics, logged.append, retry=0.0)
-    kept_one = output.keep(Seen(*frame_parts()), ["sample"])
-    output.close()
+    output = keeper(tmp_path / "kept", metrics, store={"retry": 0.0}, **{**QUIET, "sample": 1.0})
+    kept_one = output.store.keep(a_record(), ["sample"])
+    close(output)
 
     assert not kept_one
     assert metric(metrics, "binbot_kept_write_failures_total") == 2  # at start, and when it tried to keep
     assert output.health()["failing"] and output.health()["error"].endswith("(it exists and is not a folder)")
-    assert any(f"keep: cannot write to {tmp_path / 'kept'}" in line for line in logged)
+    assert any(f"keep: cannot write to {tmp_path / 'kept'}" in line for line in logged())

@@ -13,7 +13,7 @@ from binbot.device.config import RunConfig
 from binbot.device.daemon import Daemon
 from binbot.device.metrics import Metrics
 from binbot.device.source import Frame, Source
-from helpers import run_daemon, wait_for
+from helpers import log_lines, run_daemon, wait_for
 
 
 def test_a_stale_frame_is_dropped_and_counted_never_queued():
@@ -49,8 +49,9 @@ class OddCamera(Source):
         pass
 
 
-def test_a_frame_the_model_cannot_take_is_counted_and_the_next_ones_are_classified(small_cnn_bundles, capsys):
-    daemon = Daemon(RunConfig(bundle=str(small_cnn_bundles["int8"]), http="off", events=os.devnull), OddCamera())
+def test_a_frame_the_model_cannot_take_is_counted_and_the_next_ones_are_classified(small_cnn_bundles, caplog):
+    logged = log_lines(caplog)
+    daemon = Daemon(RunConfig(bundle=str(small_cnn_bundles["int8"]), http="off"), OddCamera())  # outputs: /latest
 
     def check(daemon):
         wait_for("frames after several bad ones", lambda: daemon.metrics.registry.get_sample_value(
@@ -60,10 +61,11 @@ def test_a_frame_the_model_cannot_take_is_counted_and_the_next_ones_are_classifi
         assert int(latest["origin"].split()[1]) > 3 and latest["label"] in ("bottle", "can", "paper")  # after bad ones
 
     assert run_daemon(daemon, check) == 0
-    assert "not classified: " in capsys.readouterr().err
+    assert any("not classified: " in line for line in logged())
 
 
-def test_sigterm_while_the_bundle_loads_is_honoured(small_cnn_bundles, monkeypatch, capsys):
+def test_sigterm_while_the_bundle_loads_is_honoured(small_cnn_bundles, monkeypatch, caplog):
+    logged = log_lines(caplog)
     real_load = daemon_module.load_bundle
 
     def slow_load(*args, **kwargs):
@@ -72,11 +74,11 @@ def test_sigterm_while_the_bundle_loads_is_honoured(small_cnn_bundles, monkeypat
 
     monkeypatch.setattr(daemon_module, "load_bundle", slow_load)
     camera = OddCamera()
-    daemon = Daemon(RunConfig(bundle=str(small_cnn_bundles["int8"]), http="off", events=os.devnull), camera)
+    daemon = Daemon(RunConfig(bundle=str(small_cnn_bundles["int8"]), http="off"), camera)
     handler_before = signal.getsignal(signal.SIGTERM)
 
     assert daemon.run() == 0
 
     assert camera.reads == 0 and daemon.status.frames == 0
-    assert "SIGTERM: finishing and exiting" in capsys.readouterr().err
+    assert "SIGTERM: finishing and exiting" in logged()
     assert signal.getsignal(signal.SIGTERM) is handler_before  # the daemon's handlers are put back

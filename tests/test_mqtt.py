@@ -3,6 +3,7 @@ paho subscriber, with `binbot run` classifying a replay of the generated photos.
 
 import json
 import os
+from importlib import metadata
 import socket
 import subprocess
 import sys
@@ -13,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from binbot.device.metrics import Metrics
+from binbot.device.outputs import FrameRecord
 from binbot.errors import BinbotError
-from helpers import BLOCK_TENSORFLOW, TIMEOUT, wait_for
+from helpers import BLOCK_TENSORFLOW, TIMEOUT, close, log_lines, wait_for
 from relay import Relay
 
 paho = pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed (pip install -e '.[dev]')")
@@ -116,6 +118,11 @@ def subscribe():
         subscriber.close()
 
 
+def frame_record(time, item):
+    return FrameRecord(time=time, frame=0, origin="", model="m", label="can", confidence=0.9, top=[], item=item,
+                       scores={"can": 0.9})
+
+
 def run_config(tmp_path, bundle, images, mqtt):
     """A binbot.toml replaying images through bundle, with mqtt as its [mqtt] table."""
     path = tmp_path / "binbot.toml"
@@ -155,6 +162,8 @@ def test_events_state_availability_and_discovery_reach_the_broker_and_the_will_s
     label = retained[DISCOVERY[0]]
     assert label["state_topic"] == TOPICS["state"] and label["availability_topic"] == TOPICS["available"]
     assert label["unique_id"] == f"{DEVICE}_label" and label["device"]["model"] == "BinBot"
+    version = metadata.version("binbot")
+    assert label["device"]["sw_version"] == version and label["origin"] == {"name": "BinBot", "sw_version": version}
     assert retained[DISCOVERY[2]]["value_template"] == "{{ 'ON' if value_json.label else 'OFF' }}"
     assert ("binbot/testbin/available", "online", True) in late.messages
 
@@ -190,14 +199,14 @@ def test_the_broker_going_away_never_stops_classification_and_publishing_resumes
     wait_for("offline on a clean stop", lambda: watcher.payloads(TOPICS["available"])[-1] == "offline")
 
 
-def test_while_disconnected_the_newest_100_messages_wait_and_go_out_on_reconnect(tmp_path, subscribe):
+def test_while_disconnected_the_newest_100_messages_wait_and_go_out_on_reconnect(tmp_path, subscribe, caplog):
     from binbot.device.mqtt import QUEUE, MqttOutput, MqttSettings
 
-    broker, metrics, log = Broker(tmp_path), Metrics(), []
+    broker, metrics, log = Broker(tmp_path), Metrics(), log_lines(caplog)
     broker.start()
     watcher = subscribe(broker.port, session="watcher")  # its session outlives the broker's restart
     broker.stop()
-    output = MqttOutput(MqttSettings(host="127.0.0.1", port=broker.port, device=DEVICE), None, metrics, log.append)
+    output = MqttOutput(MqttSettings(host="127.0.0.1", port=broker.port, device=DEVICE), None, metrics)
     try:
         for n in range(150):  # each event is two messages: the event and the state
             output.event({"time": f"t{n}", "label": "can", "confidence": 0.9, "model": "m", "frame": n})
@@ -209,30 +218,30 @@ def test_while_disconnected_the_newest_100_messages_wait_and_go_out_on_reconnect
         assert [event["frame"] for event in watcher.events()] == list(range(100, 150))
         assert output.health()["connected"] and output.health()["dropped"] == 200
     finally:
-        output.close()
+        close(output)
         broker.stop()
-    assert any("cannot connect" in line for line in log)
+    assert any("cannot connect" in line for line in log())
 
 
 def test_the_state_says_no_item_once_the_item_has_gone(broker, subscribe):
     from binbot.device.mqtt import MqttOutput, MqttSettings
 
     watcher = subscribe(broker.port)
-    output = MqttOutput(MqttSettings(host="127.0.0.1", port=broker.port, device=DEVICE), None, Metrics(), print)
+    output = MqttOutput(MqttSettings(host="127.0.0.1", port=broker.port, device=DEVICE), None, Metrics())
     try:
         wait_for("connected", lambda: output.health()["connected"])
-        output.frame({"time": "t1", "model": "m", "item": "can"}, None)
+        output.frame(frame_record("t1", "can"))
         output.event({"time": "t1", "label": "can", "confidence": 0.9, "model": "m", "frame": 1})
-        output.frame({"time": "t2", "model": "m", "item": "can"}, None)
-        output.frame({"time": "t3", "model": "m", "item": None}, None)
-        output.frame({"time": "t4", "model": "m", "item": None}, None)
+        output.frame(frame_record("t2", "can"))
+        output.frame(frame_record("t3", None))
+        output.frame(frame_record("t4", None))
 
         states = wait_for("two states", lambda: len(watcher.payloads(TOPICS["state"])) == 2
                           and [json.loads(text) for text in watcher.payloads(TOPICS["state"])])
         assert states == [{"label": "can", "confidence": 0.9, "time": "t1", "model": "m"},
                           {"label": None, "confidence": None, "time": "t3", "model": "m"}]
     finally:
-        output.close()
+        close(output)
 
 
 def retained(port, topic, subscribe):
@@ -249,13 +258,13 @@ def test_after_a_silent_link_drop_the_retained_state_is_the_newest_and_nothing_a
     watcher = subscribe(broker.port)  # straight to the broker: it sees what the broker was given, in order
     relay = Relay(broker.port)
     settings = MqttSettings(host="127.0.0.1", port=relay.port, device=DEVICE, keepalive=5)
-    output = MqttOutput(settings, None, Metrics(), print)
+    output = MqttOutput(settings, None, Metrics())
     try:
         wait_for("connected", lambda: output.health()["connected"])
         relay.black_hole()  # the Wi-Fi dies: the event below is sent into it and never acknowledged
         output.event({"time": "t1", "label": "can", "confidence": 0.9, "model": "m", "frame": 1})
         wait_for("the dead link noticed", lambda: not output.health()["connected"], interval=0.2)
-        output.frame({"time": "t2", "model": "m", "item": None}, None)  # the item leaves while the link is down
+        output.frame(frame_record("t2", None))  # the item leaves while the link is down
         relay.heal()
 
         def both_states():
@@ -268,7 +277,7 @@ def test_after_a_silent_link_drop_the_retained_state_is_the_newest_and_nothing_a
         assert times == sorted(times), f"event and state arrived out of order: {times}"
         assert json.loads(retained(broker.port, TOPICS["state"], subscribe))["label"] is None
     finally:
-        output.close()
+        close(output)
         relay.close()
 
 
@@ -277,7 +286,7 @@ def test_after_a_crash_the_restarted_output_says_no_item_is_in_view_and_online(b
 
     watcher = subscribe(broker.port)
     relay = Relay(broker.port)
-    crashed = MqttOutput(MqttSettings(host="127.0.0.1", port=relay.port, device=DEVICE), None, Metrics(), print)
+    crashed = MqttOutput(MqttSettings(host="127.0.0.1", port=relay.port, device=DEVICE), None, Metrics())
     restarted = None
     try:
         wait_for("connected", lambda: crashed.health()["connected"])
@@ -286,9 +295,8 @@ def test_after_a_crash_the_restarted_output_says_no_item_is_in_view_and_online(b
         relay.close()  # the daemon dies: its connection drops without a goodbye, and it never comes back
         wait_for("the will: offline", lambda: watcher.payloads(TOPICS["available"])[-1] == "offline")
 
-        restarted = MqttOutput(MqttSettings(host="127.0.0.1", port=broker.port, device=DEVICE), None, Metrics(),
-                               print)
-        restarted.frame({"time": "t2", "model": "m", "item": None}, None)  # nothing in view
+        restarted = MqttOutput(MqttSettings(host="127.0.0.1", port=broker.port, device=DEVICE), None, Metrics())
+        restarted.frame(frame_record("t2", None))  # nothing in view
         wait_for("connected again", lambda: restarted.health()["connected"])
 
         wait_for("a state after the restart", lambda: '"t2"' in "".join(watcher.payloads(TOPICS["state"])))
@@ -296,10 +304,10 @@ def test_after_a_crash_the_restarted_output_says_no_item_is_in_view_and_online(b
             "label": None, "confidence": None, "time": "t2", "model": "m"}
         assert retained(broker.port, TOPICS["available"], subscribe) == "online"
     finally:
-        crashed.close()
+        close(crashed)
         relay.close()
         if restarted:
-            restarted.close()
+            close(restarted)
 
 
 def test_a_password_file_logs_in_and_the_password_never_reaches_the_log(
@@ -325,8 +333,8 @@ def test_a_password_file_logs_in_and_the_password_never_reaches_the_log(
 
 
 @pytest.mark.parametrize("table, named", [({"host": "127.0.0.1", "colour": "red"}, "'colour'"),
-                                          ({"port": 1883}, "host is required"),
-                                          ({"host": "127.0.0.1", "port": "1883"}, "port should be a int")])
+                                          ({"port": 1883}, "needs host"),
+                                          ({"host": "127.0.0.1", "port": "1883"}, "port should be a whole number")])
 def test_a_bad_mqtt_table_is_one_line_naming_the_key(table, named, small_cnn_bundles, image_folder, tmp_path):
     config = run_config(tmp_path, small_cnn_bundles["int8"], image_folder, table)
 
@@ -370,4 +378,4 @@ def test_the_device_defaults_to_the_hostname_made_topic_safe(monkeypatch):
 
     monkeypatch.setattr(mqtt.socket, "gethostname", lambda: "Kitchen Pi.local")
     assert mqtt.hostname_device() == "kitchen_pi_local"
-    assert mqtt.read_settings({"host": "broker"}, "binbot.toml") == mqtt.MqttSettings(host="broker")
+    assert mqtt.MqttSettings(host="broker").device == ""  # the hostname is taken when the output starts

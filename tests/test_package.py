@@ -27,7 +27,6 @@ def subcommands() -> list[str]:
 SIDES = ("(workstation)", "(Pi)", "(workstation, Pi)")
 # device/run_cli.py is being rewritten by the lead, who applies binbot.helpformat there: strict, so these fail
 # (XPASS) once it is done, as a reminder to drop the mark.
-RUN_CLI_PENDING = pytest.mark.xfail(strict=True, reason="device/run_cli.py: classify has no side or example yet")
 
 
 def listed_commands() -> list[tuple[str, str]]:
@@ -44,10 +43,6 @@ def listed_commands() -> list[tuple[str, str]]:
 
 def leaf_commands() -> dict[str, argparse.ArgumentParser]:
     return {parser.prog: parser for parser in leaf_parsers(build_parser())}
-
-
-def pending(name: str):
-    return pytest.param(name, marks=RUN_CLI_PENDING) if name == "binbot classify" else name
 
 
 def test_the_blocker_really_blocks_tensorflow():
@@ -85,13 +80,13 @@ def test_every_subcommand_has_help_without_tensorflow(command):
     assert f"usage: binbot {command}" in result.stdout
 
 
-@pytest.mark.parametrize("name", [pending(name) for name, _ in listed_commands()])
+@pytest.mark.parametrize("name", [name for name, _ in listed_commands()])
 def test_every_command_in_a_list_says_in_one_line_where_it_runs(name):
     purpose = dict(listed_commands())[name]
     assert "\n" not in purpose and purpose.endswith(SIDES), purpose
 
 
-@pytest.mark.parametrize("name", [pending(name) for name in sorted(leaf_commands())])
+@pytest.mark.parametrize("name", sorted(leaf_commands()))
 def test_every_command_shows_an_example_of_itself(name):
     text = leaf_commands()[name].format_help()
     examples = text.partition("\nexamples:\n")[2]

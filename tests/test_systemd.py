@@ -21,13 +21,12 @@ import pytest
 
 from binbot.deploy.settings import Settings
 from binbot.device import paths
-from binbot.device.config import KEYS, MAX_THREADS, RunConfig, load_config
+from binbot.device import registry
+from binbot.device.config import MAX_THREADS, RunConfig, keys, load_config
 from binbot.device.httpserver import MAX_CONNECTIONS
 from binbot.device.keep import DEFAULT_DIR as DEFAULT_KEEP_DIR
-from binbot.device.keep import KeepSettings
-from binbot.device.keep import read_settings as read_keep_settings
 from binbot.tomlfile import tomllib
-from binbot.device.daemon import SHUTDOWN_DEADLINE
+from binbot.device.daemon import SHUTDOWN_BUDGET
 from binbot.systemd import syscall_check
 
 SYSTEMD = Path(__file__).resolve().parents[1] / "systemd"
@@ -111,8 +110,8 @@ def test_the_unit_follows_the_pi_conventions():
     assert (setting["User"], setting["Group"], setting["SupplementaryGroups"]) == ("binbot", "binbot", "video gpio")
     assert (setting["StateDirectory"], setting["ConfigurationDirectory"]) == ("binbot", "binbot")
     assert setting["Restart"] == "on-failure"
-    # The daemon exits within SHUTDOWN_DEADLINE plus a frame; systemd must not SIGKILL it first.
-    assert seconds(setting["TimeoutStopSec"]) > SHUTDOWN_DEADLINE + 1
+    # The daemon exits within SHUTDOWN_BUDGET plus a frame; systemd must not SIGKILL it first.
+    assert seconds(setting["TimeoutStopSec"]) > SHUTDOWN_BUDGET + 1
     assert seconds(setting["WatchdogSec"]) >= 10
     # Room for every HTTP connection the daemon takes on, and for interpreters at the most threads it accepts.
     assert int(setting["LimitNOFILE"]) >= 8 * MAX_CONNECTIONS
@@ -193,32 +192,37 @@ def commented_table(text: str, name: str) -> list[str]:
     return lines[start:lines.index("", start) if "" in lines[start:] else len(lines)]
 
 
-def test_the_default_config_shows_every_setting_and_its_commented_examples_load(tmp_path):
+def test_the_default_config_shows_every_top_level_setting_and_its_commented_examples_load(tmp_path):
     text = CONFIG.read_text()
-    active = set(tomllib.loads(text))
-    top_level = re.split(r"^# \[\w+\]$", text, maxsplit=1, flags=re.M)[0]  # a table's keys are not the file's
-    commented = {m[1]: m for m in map(COMMENTED_SETTING.match, top_level.splitlines()) if m and m[1] in KEYS}
+    active = set(tomllib.loads(text)) - set(registry.names())
+    top_level = re.split(r"^#? ?\[\w+\]$", text, maxsplit=1, flags=re.M)[0]  # a table's keys are not the file's
+    commented = {m[1]: m for m in map(COMMENTED_SETTING.match, top_level.splitlines()) if m and m[1] in keys()}
     uncommented = tmp_path / "binbot.toml"
-    uncommented.write_text("\n".join(f"{m[1]} = {m[2]}" for m in commented.values()) + '\nbundle = "b"\n')
+    uncommented.write_text('bundle = "b"\n' + "\n".join(f"{m[1]} = {m[2]}" for m in commented.values()) + "\n")
 
     config = load_config(uncommented, {})  # raises on an unknown key or a wrong type
 
-    assert active | set(commented) == set(KEYS), "a RunConfig field is missing from systemd/binbot.toml"
+    assert active | set(commented) == set(keys()), "a top-level setting is missing from systemd/binbot.toml"
     for key, match in commented.items():
         if "default:" not in (match[3] or ""):  # a line without its own "default:" shows the default
             assert getattr(config, key) == getattr(RunConfig(), key), f"{key}: the commented value is not the default"
 
 
-def test_the_commented_keep_table_shows_every_setting_at_its_default_and_loads():
-    config = load_config(CONFIG, {})
-    lines = commented_table(CONFIG.read_text(), "keep")
+@pytest.mark.parametrize("name", ["view", "keep"])
+def test_a_commented_output_table_shows_every_setting_at_its_default_and_loads(tmp_path, name):
+    lines = commented_table(CONFIG.read_text(), name)
     table = tomllib.loads("\n".join(line.removeprefix("# ") for line in lines))
+    uncommented = tmp_path / "binbot.toml"
+    uncommented.write_text(f'bundle = "b"\n[{name}]\n' + "\n".join(line.removeprefix("# ") for line in lines) + "\n")
 
-    settings = read_keep_settings(table, str(CONFIG), config.threshold)  # raises on an unknown key or a wrong type
+    shown = load_config(uncommented, {}).output(name)  # raises on an unknown key or a wrong type
+    empty = tmp_path / "empty.toml"
+    empty.write_text(f'bundle = "b"\n[{name}]\n')
 
-    assert set(table) == {f.name for f in fields(KeepSettings)}, "a [keep] setting is missing from systemd/binbot.toml"
-    assert settings == read_keep_settings({}, str(CONFIG), config.threshold)  # each value shown is the default
-    assert "keep" not in config.tables  # keeping is off until the table is uncommented
+    declared = {field.name for field in fields(registry.settings(name))}
+    assert set(table) == declared, f"a [{name}] setting is missing from systemd/binbot.toml"
+    assert shown == load_config(empty, {}).output(name)  # each value shown is the default
+    assert load_config(CONFIG, {}).output("keep") is None  # keeping is off until its table is uncommented
 
 
 def test_the_service_can_write_only_under_its_state_folder_where_frames_are_kept():

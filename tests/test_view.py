@@ -6,6 +6,7 @@ import http.client
 import importlib.util
 import json
 import os
+from importlib import resources
 import re
 import shutil
 import socket
@@ -23,9 +24,10 @@ import pytest
 from binbot.device.config import load_config
 from binbot.device.httpserver import serve
 from binbot.device.metrics import Metrics
-from binbot.device.view import LiveView
+from binbot.device.outputs import FrameRecord
+from binbot.device.view import Feed, LiveView, ViewSettings
 from binbot.errors import BinbotError
-from helpers import wait_for
+from helpers import close, wait_for
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 STALL_SECONDS = 30  # how long a viewer that never reads is kept connected while the daemon is watched
@@ -135,12 +137,17 @@ def process_status(pid):
     return rss, int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))
 
 
+def a_record(rgb=None):
+    return FrameRecord(time="2026-12-03T12:00:00.000+00:00", frame=0, origin="", model="m", label="can",
+                       confidence=0.9, top=[], item=None, scores={"can": 0.9}, rgb=rgb)
+
+
 def test_the_loop_hands_the_view_a_reference_and_nothing_is_encoded_without_a_viewer():
     metrics = Metrics()
-    view = LiveView(fps=5, width=640, clients=4, metrics=metrics, log=print)
+    view = LiveView(ViewSettings(), metrics)
     rgb = np.zeros((480, 640, 3), np.uint8)
 
-    view.frame({"label": "can", "frame": 0}, rgb)
+    view.frame(a_record(rgb))
     view.event({"label": "can"})
 
     assert view.encoder._newest[1] is rgb  # not a copy
@@ -148,7 +155,26 @@ def test_the_loop_hands_the_view_a_reference_and_nothing_is_encoded_without_a_vi
     assert metrics.registry.get_sample_value("binbot_view_frames_encoded_total") == 0
     backlog, _ = view.feed.start(None)
     assert [m.kind for m in backlog] == ["event"]  # results are fed only while a page listens
-    view.close()
+    close(view)
+
+
+def test_a_new_listener_is_not_sent_a_result_older_than_stale_after():
+    now = [100.0]
+    feed = Feed(stale_after=5.0, clock=lambda: now[0])
+    feed.publish("event", {"label": "can"})
+    feed.publish("result", {"label": "can", "frame": 1})
+
+    fresh, _ = feed.start(None)
+    now[0] += 5.5
+    stale, _ = feed.start(None)
+
+    assert [m.kind for m in fresh] == ["event", "result"]
+    assert [m.kind for m in stale] == ["event"]  # a camera that stopped: its last answer is not shown as news
+
+
+def test_the_pages_carry_their_icon_so_browsers_ask_for_no_favicon():
+    for page in (resources.files("binbot.device") / "view.html", resources.files("binbot.train") / "label.html"):
+        assert '<link rel="icon" href="data:image/svg+xml,' in page.read_text()
 
 
 def test_the_page_is_one_self_contained_file_served_at_the_root(start):
@@ -160,7 +186,9 @@ def test_the_page_is_one_self_contained_file_served_at_the_root(start):
 
     assert 'src="stream.mjpg"' in page and 'new EventSource("events")' in page
     # Nothing is fetched from elsewhere: no links, imports or URLs but its own relative paths.
-    assert not re.search(r"""(src|href)\s*=\s*["']?[a-z]*:?//|<link|@import|url\(""", page, re.I)
+    # (Its icon is a data: URI in the page itself, so the browser asks for no /favicon.ico.)
+    assert not re.search(r"""(src|href)\s*=\s*["']?[a-z]*:?//|<link(?! rel="icon" href="data:)|@import|url\(""", page,
+                         re.I)
     assert not re.search(r"<script[^>]+src", page, re.I)
 
 
@@ -260,7 +288,7 @@ def test_viewers_beyond_the_cap_are_answered_503_and_a_freed_place_is_taken_agai
             with opened(daemon, path) as refused:
                 body = json.loads(refused.read())
                 assert refused.status == 503 and refused.getheader("Retry-After") == "5"
-                assert body == {"error": "too many live viewers (2 at once, view_clients); try again later"}
+                assert body == {"error": "too many live viewers (2 at once, [view] clients); try again later"}
         assert daemon.health()[0] == 200  # the rest of the server still answers
     assert metric(daemon, "binbot_view_refused_total", '{kind="stream"}') == 1
 
@@ -308,7 +336,7 @@ def test_a_viewer_that_never_reads_is_cut_off_and_costs_the_daemon_no_frames_or_
 
 def test_a_listener_that_never_reads_is_let_go_even_while_the_feed_is_quiet():
     metrics = Metrics()
-    view = LiveView(fps=5, width=64, clients=1, metrics=metrics, log=print, listen_for=1.0)
+    view = LiveView(ViewSettings(width=64, clients=1), metrics, listen_for=1.0)
     server = serve(("127.0.0.1", 0), lambda: (True, {}), metrics.text, lambda: None, routes=view.routes())
     listeners = lambda: metrics.registry.get_sample_value("binbot_view_clients", {"kind": "events"})  # noqa: E731
     asleep = socket.socket()
@@ -326,7 +354,7 @@ def test_a_listener_that_never_reads_is_let_go_even_while_the_feed_is_quiet():
         asleep.close()
         server.shutdown()
         server.server_close()
-        view.close()
+        close(view)
 
 
 def test_the_view_and_latest_answer_only_a_host_that_names_this_machine(start):
@@ -374,16 +402,17 @@ def test_view_off_serves_no_live_view_and_encodes_nothing(start):
 
 def test_the_view_settings_are_strict(tmp_path):
     config = tmp_path / "binbot.toml"
-    config.write_text('bundle = "b"\nview = "off"\n')
+    config.write_text('bundle = "b"\n[view]\nenabled = "off"\n')
 
-    with pytest.raises(BinbotError, match=r"view should be a bool, not 'off'"):
+    with pytest.raises(BinbotError, match=r"\[view\] enabled should be true or false, not 'off'"):
         load_config(config, {})
-    for key, value, problem in (("view_fps", 0.0, "must be above 0 and at most 30"),
-                                ("view_width", 8, "must be between 32 and 4096"),
-                                ("view_clients", 9, "must be between 1 and 8")):
-        with pytest.raises(BinbotError, match=f"command line: {key} = {value!r}: {problem}"):
-            load_config(None, {"bundle": "b", key: value})
-    assert load_config(None, {"bundle": "b", "view": False, "view_fps": 2}).view_fps == 2.0
+    for key, value, problem in (("fps", 0.0, "must be above 0 and at most 30"),
+                                ("width", 8, "must be between 32 and 4096"),
+                                ("clients", 9, "must be between 1 and 8")):
+        with pytest.raises(BinbotError, match=rf"command line: \[view\] {key} = {value!r}: {problem}"):
+            load_config(None, {"bundle": "b", f"view.{key}": value})
+    assert load_config(None, {"bundle": "b", "view.enabled": False, "view.fps": 2.0}).output("view") == ViewSettings(
+        enabled=False, fps=2.0)
 
 
 def test_the_view_flag_takes_on_or_off(capsys):
