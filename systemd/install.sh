@@ -6,7 +6,9 @@
 # Creates the system user binbot, a venv in /opt/binbot/venv with binbot[device] in it, the
 # default /etc/binbot/binbot.toml (an existing one is never touched), /var/lib/binbot/bundles,
 # and the unit binbot.service, enabled at boot. It starts the service once a bundle is in place.
-# Safe to run again, e.g. after `git pull`: it changes only what differs, and says so.
+# What the config's tables need besides: [mqtt] gets paho-mqtt in the venv; for [gpio] it says
+# what to install from apt if gpiozero is missing.
+# Safe to run again, e.g. after `git pull` or adding a table: it changes only what differs, and says so.
 #
 # Environment:
 #   DESTDIR=/some/root  install under that root instead of / (for tests and image builds): users
@@ -115,6 +117,57 @@ ensure_venv() {
     changed "installed $("$venv/bin/binbot" --version) into $VENV"
 }
 
+# The names of the tables in the TOML file FILE, one a line; its problem, in one line, if it cannot be read.
+config_tables() { # FILE
+    "$PYTHON" - "$1" <<'EOF'
+import sys, tomllib
+try:
+    with open(sys.argv[1], "rb") as file:
+        settings = tomllib.load(file)
+except (OSError, tomllib.TOMLDecodeError) as error:
+    sys.exit(f"{sys.argv[1]}: {error}")
+print("\n".join(name for name, value in settings.items() if isinstance(value, dict)))
+EOF
+}
+
+# pyproject.toml's requirements of binbot[EXTRA], one a line.
+extra_requirements() { # EXTRA
+    "$PYTHON" - "$CHECKOUT/pyproject.toml" "$1" <<'EOF'
+import sys, tomllib
+with open(sys.argv[1], "rb") as file:
+    print("\n".join(tomllib.load(file)["project"]["optional-dependencies"][sys.argv[2]]))
+EOF
+}
+
+# The packages the installed config's tables need besides binbot[device].
+# [mqtt]: the mqtt extra's paho-mqtt, from pip into the venv (apt's python3-paho-mqtt is 1.6 on
+# Bookworm, older than the extra asks for); pip leaves the venv alone when it is there already.
+# [gpio]: gpiozero and its pin driver lgpio, from apt, seen by the venv through the system's
+# site-packages (Raspberry Pi OS ships them; lgpio is a C library pip cannot build without its
+# headers), so only the command is said when they are missing.
+ensure_table_packages() {
+    local venv=$DESTDIR$VENV tables installed requirements
+    if ! tables=$(config_tables "$DESTDIR$CONFIG" 2>&1); then
+        say "warning: cannot read $tables; the packages its [gpio] and [mqtt] tables need were not checked"
+        return
+    fi
+    if grep -qx mqtt <<< "$tables"; then
+        mapfile -t requirements < <(extra_requirements mqtt)
+        installed=$("$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+            --report - "${requirements[@]}" | "$venv/bin/python" -c 'import json, sys
+print(", ".join(p["metadata"]["name"] + " " + p["metadata"]["version"] for p in json.load(sys.stdin)["install"]))') ||
+            fail "pip could not install ${requirements[*]} into $VENV for the [mqtt] table of $CONFIG (see above); run install.sh again once that is fixed"
+        if [[ -n $installed ]]; then
+            code_changed=1
+            changed "installed $installed into $VENV for the [mqtt] table of $CONFIG"
+        fi
+    fi
+    if grep -qx gpio <<< "$tables" && ! "$venv/bin/python" -c 'import gpiozero, lgpio' 2> /dev/null; then
+        say "warning: the [gpio] table of $CONFIG needs gpiozero and its pin driver lgpio, which $VENV cannot import;" \
+            "install them with: sudo apt install python3-gpiozero python3-lgpio"
+    fi
+}
+
 # DEST gets SOURCE's content with MODE, owned by root, unless it already has exactly that.
 install_file() { # SOURCE DEST MODE
     if [[ -f $2 ]] && cmp -s "$1" "$2" && [[ $(stat -c %a "$2") == "$3" ]]; then
@@ -206,6 +259,7 @@ main() {
     ensure_user
     ensure_venv
     ensure_config
+    ensure_table_packages
     ensure_state_dirs
     ensure_unit
     enable_and_start

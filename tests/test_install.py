@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import booted_systemd
 import pytest
 
+from binbot.device import paths
 from binbot.device.bundle import read_bundle
 from binbot.tomlfile import tomllib
 from binbot.systemd.syscall_check import read_unit
@@ -40,6 +42,11 @@ def make_pi_root(root: Path, video_group: bool = True) -> Path:
     for name in ("shadow", "gshadow"):
         (etc / name).chmod(0o640)
     return root
+
+
+def under(root: Path, path: str) -> Path:
+    """A path of the Pi's (device/paths.py) inside the throwaway root."""
+    return root / path.lstrip("/")
 
 
 def run_install(root: Path, install: Path = INSTALL, **env: str) -> subprocess.CompletedProcess:
@@ -77,7 +84,7 @@ def installed(tmp_path_factory) -> Installed:
     root = make_pi_root(tmp_path_factory.mktemp("pi") / "root")
     result = run_install(root)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return Installed(root, result.stdout, (root / "etc/binbot/binbot.toml").read_text())
+    return Installed(root, result.stdout, under(root, paths.CONFIG_FILE).read_text())
 
 
 def test_the_first_run_creates_the_user_venv_config_state_and_unit(installed):
@@ -90,16 +97,16 @@ def test_the_first_run_creates_the_user_venv_config_state_and_unit(installed):
 
     unit = read_unit(CHECKOUT / "systemd/binbot.service")
     executable = root / unit["ExecStart"][0].split()[0].lstrip("/")
-    assert executable == root / "opt/binbot/venv/bin/binbot"
+    assert executable == under(root, paths.VENV) / "bin/binbot"
     help_text = subprocess.run([executable, "run", "--help"], capture_output=True, text=True, check=True).stdout
     assert "--config" in help_text
-    assert "include-system-site-packages = true" in (root / "opt/binbot/venv/pyvenv.cfg").read_text()
+    assert "include-system-site-packages = true" in (under(root, paths.VENV) / "pyvenv.cfg").read_text()
 
-    config = root / "etc/binbot/binbot.toml"
+    config = under(root, paths.CONFIG_FILE)
     assert installed.config == (CHECKOUT / "systemd/binbot.toml").read_text()
     assert mode_and_owner(config) == (0o644, 0, 0)
-    for state in ("var/lib/binbot", "var/lib/binbot/bundles"):
-        assert mode_and_owner(root / state) == (0o750, int(user[2]), int(user[3]))
+    for state in (paths.STATE_DIR, paths.BUNDLES_DIR):
+        assert mode_and_owner(under(root, state)) == (0o750, int(user[2]), int(user[3]))
 
     installed_unit = root / "etc/systemd/system/binbot.service"
     assert installed_unit.read_text() == (CHECKOUT / "systemd/binbot.service").read_text()
@@ -188,6 +195,52 @@ def test_a_changed_checkout_is_reinstalled_once(installed, tmp_path):
     assert again.returncode == 0 and "nothing to do" in again.stdout
     assert restored.returncode == 0 and "installed binbot" in restored.stdout
     assert marker not in installed_module.read_text()
+
+
+def install_with_config(installed: Installed, text: str, runs: int = 2) -> list[subprocess.CompletedProcess]:
+    """install.sh run runs times with the installed config set to text; the config put back after."""
+    config = under(installed.root, paths.CONFIG_FILE)
+    original = config.read_text()
+    config.write_text(text)
+    try:
+        return [run_install(installed.root) for _ in range(runs)]
+    finally:
+        config.write_text(original)
+
+
+def test_an_mqtt_table_gets_the_mqtt_extras_paho_into_the_venv_once(installed):
+    first, second = install_with_config(installed, installed.config + '\n[mqtt]\nhost = "broker.local"\n')
+
+    assert first.returncode == 0, first.stderr
+    assert re.search(rf"^install.sh: installed paho-mqtt (2\.\S+) into {paths.VENV} for the \[mqtt\] table of "
+                     rf"{paths.CONFIG_FILE}$", first.stdout, re.M), first.stdout
+    version = subprocess.run([under(installed.root, paths.VENV) / "bin/python", "-c",
+                              "import paho.mqtt; print(paho.mqtt.__version__)"], capture_output=True, text=True, check=True)
+    assert int(version.stdout.split(".")[0]) >= 2  # the extra's paho-mqtt>=2.0, not apt's 1.6
+    assert second.returncode == 0 and "nothing to do" in second.stdout, second.stdout + second.stderr
+
+
+@pytest.mark.skipif(not subprocess.run([SYSTEM_PYTHON, "-c", "import gpiozero, lgpio"], capture_output=True).returncode,
+                    reason=f"{SYSTEM_PYTHON} has gpiozero and lgpio: the venv sees them, so there is nothing to say")
+def test_a_gpio_table_without_gpiozero_says_the_apt_command_and_changes_nothing(installed):
+    before = snapshot(under(installed.root, paths.VENV))
+
+    [result] = install_with_config(installed, installed.config + "\n[gpio]\n", runs=1)
+
+    assert result.returncode == 0, result.stderr
+    assert (f"install.sh: warning: the [gpio] table of {paths.CONFIG_FILE} needs gpiozero and its pin driver lgpio, "
+            f"which {paths.VENV} cannot import; install them with: sudo apt install python3-gpiozero python3-lgpio\n"
+            ) in result.stdout
+    assert "nothing to do" in result.stdout and snapshot(under(installed.root, paths.VENV)) == before
+
+
+def test_a_config_that_does_not_parse_is_said_and_the_rest_installs(installed):
+    [result] = install_with_config(installed, installed.config + "\n[mqtt\n", runs=1)
+
+    assert result.returncode == 0, result.stderr
+    assert re.search(rf"^install.sh: warning: cannot read {installed.root}{paths.CONFIG_FILE}: .+; the packages its "
+                     r"\[gpio\] and \[mqtt\] tables need were not checked$", result.stdout, re.M), result.stdout
+    assert "nothing to do" in result.stdout
 
 
 @pytest.mark.skipif(subprocess.run([SYSTEM_PYTHON, "-I", "-c", "import numpy"], capture_output=True).returncode != 0,
