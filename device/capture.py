@@ -60,6 +60,10 @@ class LatestFrame:
             return item
 
 
+def describe(error: Exception) -> str:
+    return str(error) if isinstance(error, SourceError) else f"{type(error).__name__}: {error}"
+
+
 class Capture:
     """Runs source into slot on a thread; state says "starting", "open", "reopening" or "ended".
 
@@ -75,8 +79,15 @@ class Capture:
         self.last_read_at: float | None = None  # time.monotonic() of the newest frame read
         self._unreadable_counted = 0
         self._next_id = 0
+        self._first_open = threading.Event()  # set once the first open has succeeded or failed
+        self.first_error = ""  # why the first open failed
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+
+    def first_open(self, timeout: float) -> bool:
+        """Wait up to timeout for the thread's first open of the source: True once it has ended (opened or
+        failed: see first_error), False if it is still under way (a camera can hang as it opens)."""
+        return self._first_open.wait(timeout)
 
     def start(self) -> None:
         self._thread.start()
@@ -93,6 +104,7 @@ class Capture:
             delivered_before = self._next_id
             try:
                 self.source.open()
+                self._first_open.set()
                 if self.state != "starting":
                     log.info("source: %s reopened", self.source.describe())
                 self.state, self.error = "open", ""
@@ -101,7 +113,10 @@ class Capture:
                 if self.state == "ended":
                     return
             except Exception as error:  # noqa: BLE001 - whatever a camera library raises, the thread must live
-                problem = str(error) if isinstance(error, SourceError) else f"{type(error).__name__}: {error}"
+                problem = describe(error)
+                if not self._first_open.is_set():
+                    self.first_error = problem
+                    self._first_open.set()
                 self.metrics.errors.labels("source").inc()
                 if self.error != problem:
                     log.warning("source: %s; reopening (backing off up to %gs)", problem, MAX_BACKOFF)

@@ -36,6 +36,7 @@ SERVER_STOP = 0.5  # seconds the HTTP server may take to stop: its poll interval
 # All of shutdown, at most: the unit's TimeoutStopSec must leave room beyond it (tests/test_systemd.py checks).
 SHUTDOWN_BUDGET = CAPTURE_DEADLINE + SERVER_STOP + CLOSE_BUDGET
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+FIRST_OPEN_WAIT = 10.0  # seconds start-up waits for the source's first open to succeed or fail
 
 log = logging.getLogger("binbot.daemon")
 
@@ -74,7 +75,8 @@ class Daemon:
             server = self._serve()
             log.info("source: %s", self.source.describe())
             self.capture.start()
-            self._loop()
+            if self._source_opens():
+                self._loop()
         finally:
             self._shut_down(server)
             for signum, handler in previous.items():
@@ -83,6 +85,19 @@ class Daemon:
         frames = self.status.frames
         log.info("stopped after %d frames in %.1f s (%.1f fps overall)", frames, elapsed, frames / elapsed)
         return 0
+
+    def _source_opens(self) -> bool:
+        """Wait (signals still heard) for the source's first open. A camera or file that cannot be opened at
+        start-up is a one-line error (systemd restarts the service), not a thread retrying for ever unseen;
+        one that hangs as it opens is waited out by the loop, /healthz saying so. False: stopped meanwhile."""
+        deadline = time.monotonic() + FIRST_OPEN_WAIT
+        while not self.capture.first_open(0.2) and time.monotonic() < deadline:
+            self._dispatch_signals()
+            if self._stopping:
+                return False
+        if self.capture.first_error:
+            raise BinbotError(f"source: {self.capture.first_error}")
+        return True
 
     def _shut_down(self, server) -> None:
         """Stop capture and the HTTP server, then close the outputs side by side, within the unit's stop timeout."""

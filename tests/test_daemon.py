@@ -189,6 +189,31 @@ def run_refused(*args):
     return lines[-1]
 
 
+@pytest.mark.parametrize("make, error", [
+    (lambda tmp, bundle: ["--bundle", str(tmp / "gone")], "{tmp}/gone: not a bundle folder"),
+    (lambda tmp, bundle: ["--bundle", bundle, "--source", f"replay:{tmp}/gone"], "source: {tmp}/gone: no such folder"),
+    (lambda tmp, bundle: ["--bundle", bundle, "--source", f"opencv:{tmp}/gone.mp4"], "source: opencv {tmp}/gone.mp4: "
+                                                                                     "cannot open"),
+    (lambda tmp, bundle: ["--config", write_config(tmp, f'bundle = "{bundle}"\n[mqtt]\nhost = \n')],
+     "{tmp}/binbot.toml: not valid TOML"),
+    (lambda tmp, bundle: ["--config", write_config(tmp, f'bundle = "{bundle}"\n[mqtt]\nport = 1883\n')],
+     "{tmp}/binbot.toml: [mqtt] needs host"),
+])
+def test_a_failure_at_start_up_is_one_line_and_a_non_zero_exit(tmp_path, small_cnn_bundles, make, error):
+    result = subprocess.run([sys.executable, "-m", "binbot", "run", "--http", "127.0.0.1:0", "--events", os.devnull,
+                             *make(tmp_path, str(small_cnn_bundles["int8"]))], capture_output=True, text=True,
+                            timeout=TIMEOUT)
+
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert len(errors) == 1 and errors[0].startswith("binbot run: error: " + error.format(tmp=tmp_path)), result.stderr
+
+
+def write_config(folder, text):
+    (folder / "binbot.toml").write_text(text)
+    return str(folder / "binbot.toml")
+
+
 def test_an_unknown_config_key_is_refused_naming_it(tmp_path, small_cnn_bundles):
     config = tmp_path / "binbot.toml"
     config.write_text(f'bundle = "{small_cnn_bundles["int8"]}"\ntreshold = 0.7\n')

@@ -254,6 +254,21 @@ def test_a_port_in_use_is_a_one_line_error_and_the_outputs_opened_are_released(m
     assert gpio.servo.closed and all(pin.closed for pin in gpio.pins.values())
 
 
+def test_a_camera_that_cannot_be_opened_at_start_is_one_line_and_the_pins_are_released(mock_pins, small_cnn_bundles,
+                                                                                        tmp_path):
+    bundle = read_bundle(small_cnn_bundles["int8"])
+    config_file = tmp_path / "binbot.toml"
+    config_file.write_text(CONFIG.format(bundle=bundle.path))
+    config = load_config(config_file, {"http": "off", "events.file": os.devnull})
+    daemon = Daemon(config, open_source(f"opencv:{tmp_path / 'no-camera.mp4'}", bundle.height, bundle.width))
+
+    with pytest.raises(BinbotError, match=r"^source: opencv .*no-camera.mp4: cannot open$"):
+        daemon.run()
+
+    gpio = next(output for output in daemon.outputs.outputs if output.name == "gpio")
+    assert gpio.servo.closed and all(pin.closed for pin in gpio.pins.values())
+
+
 def test_an_output_that_cannot_start_releases_those_opened_before_it(mock_pins, small_cnn_bundles, tmp_path):
     bundle = read_bundle(small_cnn_bundles["int8"])
     config_file = tmp_path / "binbot.toml"
