@@ -25,7 +25,8 @@ from binbot.device.config import load_config
 from binbot.device.httpserver import serve
 from binbot.device.metrics import Metrics
 from binbot.device.outputs import FrameRecord
-from binbot.device.view import Feed, LiveView, ViewSettings
+from binbot.device.view import LiveView, ViewSettings
+from binbot.device.view_feed import Feed
 from binbot.errors import BinbotError
 from helpers import close, wait_for
 
