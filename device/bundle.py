@@ -17,6 +17,9 @@ self-test. A bundle that loads is ready to serve.
 An int8 bundle may keep a few layers in float ("mixed int8"); bundle.json's quantization.float_layers
 names them (bundles made before mixed int8 have no such field: none). Its input and output are
 uint8 all the same, so the device feeds and reads it as any int8 bundle.
+
+Longer than 300 lines on purpose: this is the bundle format's one owner, writer, reader and verifier
+together, so that the two sides can never drift apart.
 """
 
 from __future__ import annotations

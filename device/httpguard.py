@@ -17,6 +17,9 @@
   send one), any IP address (a rebinding needs a name), localhost, and this machine's own name,
   bare or with .local (mDNS). The port is not checked: an SSH tunnel may forward any local port.
 - Any failure while answering is a 500 answer and one log line, never a traceback or a dead server.
+
+Longer than 300 lines on purpose: the deadline, the waiting room and the handler share each
+Connection's state, and are read together.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ the newest, which comes after them. Every connect ends with the current state, s
 is the truth even when the broker lost it; and a run's first frame with nothing in view says so, so a
 restart after a crash does not leave the last run's item retained. (paho 2.2's drop_out_messages()
 would let on_connect send paho's unacknowledged messages itself, but we still support paho 2.0.)
+
+Longer than 300 lines on purpose: the ordering across reconnects is one piece of state shared by the
+callbacks below, and is read together.
 """
 
 from __future__ import annotations
