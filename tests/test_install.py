@@ -76,7 +76,7 @@ def account(root: Path, database: str, name: str) -> list[str] | None:
 class Installed:
     root: Path
     output: str
-    config: str  # /etc/binbot/binbot.toml as the first run left it
+    config: str  # the config file (paths.CONFIG_FILE) as the first run left it
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,8 @@ def mode_and_owner(path: Path) -> tuple[int, int, int]:
 
 
 def test_the_build_writes_nothing_into_the_checkout(installed):
-    assert not (CHECKOUT / "build").exists()
+    # What a setuptools build in the checkout would leave (build/site is the docs', mkdocs.yml's site_dir).
+    assert not [path.name for path in CHECKOUT.glob("build/*") if path.name.startswith(("lib", "bdist", "temp"))]
     assert not list((CHECKOUT / "systemd").glob("*.egg-info"))
 
 
@@ -137,7 +138,7 @@ def test_a_second_run_changes_nothing_and_says_so(installed):
 
 
 def test_an_edited_config_is_never_overwritten(installed):
-    config = installed.root / "etc/binbot/binbot.toml"
+    config = under(installed.root, paths.CONFIG_FILE)
     config.write_text(config.read_text().replace('source = "picamera2"', 'source = "opencv:0"'))
     edited = config.read_text()
 
@@ -145,19 +146,19 @@ def test_an_edited_config_is_never_overwritten(installed):
 
     assert result.returncode == 0, result.stderr
     assert config.read_text() == edited
-    assert "kept /etc/binbot/binbot.toml" in result.stdout and "nothing to do" in result.stdout
+    assert f"kept {paths.CONFIG_FILE}" in result.stdout and "nothing to do" in result.stdout
 
 
 def test_a_changed_unit_file_or_state_dir_is_put_right(installed):
     unit = installed.root / "etc/systemd/system/binbot.service"
     unit.write_text(unit.read_text().replace("WatchdogSec=30s", "WatchdogSec=5s"))
-    (installed.root / "var/lib/binbot").chmod(0o755)
+    under(installed.root, paths.STATE_DIR).chmod(0o755)
 
     result = run_install(installed.root)
 
     assert result.returncode == 0, result.stderr
     assert unit.read_text() == (CHECKOUT / "systemd/binbot.service").read_text()
-    assert mode_and_owner(installed.root / "var/lib/binbot")[0] == 0o750
+    assert mode_and_owner(under(installed.root, paths.STATE_DIR))[0] == 0o750
     assert "installed /etc/systemd/system/binbot.service" in result.stdout
     assert "done: 2 change(s)" in result.stdout
 
@@ -181,7 +182,7 @@ def test_a_changed_checkout_is_reinstalled_once(installed, tmp_path):
     marker = "# changed after the first install\n"
     with open(checkout / "device/__init__.py", "a") as file:
         file.write(marker)
-    site_packages = next((installed.root / "opt/binbot/venv/lib").glob("python3*/site-packages"))
+    site_packages = next((under(installed.root, paths.VENV) / "lib").glob("python3*/site-packages"))
     installed_module = site_packages / "binbot/device/__init__.py"
     try:
         updated = run_install(installed.root, checkout / "systemd/install.sh")
@@ -246,7 +247,7 @@ def test_a_config_that_does_not_parse_is_said_and_the_rest_installs(installed):
 @pytest.mark.skipif(subprocess.run([SYSTEM_PYTHON, "-I", "-c", "import numpy"], capture_output=True).returncode != 0,
                     reason=f"{SYSTEM_PYTHON} has no numpy of its own (on a Pi, apt's python3-picamera2 brings one)")
 def test_the_venv_keeps_the_systems_numpy_that_apt_packages_are_built_against(installed):
-    venv_python = installed.root / "opt/binbot/venv/bin/python"
+    venv_python = under(installed.root, paths.VENV) / "bin/python"
     system_numpy = subprocess.run([SYSTEM_PYTHON, "-I", "-c", "import numpy; print(numpy.__file__)"],
                                   capture_output=True, text=True, check=True).stdout.strip()
 
@@ -275,9 +276,9 @@ def test_a_failed_pip_install_stops_before_the_unit_and_is_retried_next_time(tmp
 
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "install.sh: error: pip could not install binbot[device] into /opt/binbot/venv (see above); "
+        f"install.sh: error: pip could not install binbot[device] into {paths.VENV} (see above); "
         "run install.sh again once that is fixed")
-    assert not (root / "opt/binbot/venv/.binbot-source").exists()  # so the next run installs again
+    assert not (under(root, paths.VENV) / ".binbot-source").exists()  # so the next run installs again
     assert not (root / "etc/systemd/system/binbot.service").exists()
 
 
@@ -294,7 +295,7 @@ needs_container = pytest.mark.skipif(bool(booted_systemd.can_boot()), reason=boo
 
 def download_wheelhouse(installed: Installed, wheelhouse: Path) -> Path:
     """The wheels of exactly what the DESTDIR install put in its venv, for an install without network."""
-    pip = [str(installed.root / "opt/binbot/venv/bin/python"), "-m", "pip"]
+    pip = [str(under(installed.root, paths.VENV) / "bin/python"), "-m", "pip"]
     frozen = subprocess.run([*pip, "freeze", "--local", "--exclude", "binbot"], capture_output=True, text=True,
                             check=True).stdout.split()
     subprocess.run([*pip, "download", "--quiet", "--no-deps", "--dest", str(wheelhouse), *frozen, "setuptools>=69"],
@@ -317,10 +318,10 @@ def test_the_installed_service_runs_sandboxed_under_a_real_systemd(installed, sm
 
         # What a deploy leaves behind, and a config for a machine without a camera; a short
         # watchdog, so that the test can see it petted and see it bite.
-        machine.run("cp", "-r", "/bundle", f"/var/lib/binbot/bundles/{bundle.id}")
-        machine.run("ln", "-s", bundle.id, "/var/lib/binbot/bundles/current")
-        machine.run("sed", "-i", 's/^source = "picamera2"/source = ""\\nfps = 10.0/', "/etc/binbot/binbot.toml")
-        machine.run("tee", "-a", "/etc/binbot/binbot.toml", input="\n[keep]\nsample = 1.0\nper_hour = 3\n")
+        machine.run("cp", "-r", "/bundle", f"{paths.BUNDLES_DIR}/{bundle.id}")
+        machine.run("ln", "-s", bundle.id, paths.CURRENT_BUNDLE)
+        machine.run("sed", "-i", 's/^source = "picamera2"/source = ""\\nfps = 10.0/', paths.CONFIG_FILE)
+        machine.run("tee", "-a", paths.CONFIG_FILE, input="\n[keep]\nsample = 1.0\nper_hour = 3\n")
         machine.run("mkdir", "-p", "/etc/systemd/system/binbot.service.d")
         machine.run("tee", "/etc/systemd/system/binbot.service.d/watchdog.conf", input="[Service]\nWatchdogSec=3s\n")
         machine.run("systemctl", "daemon-reload")
@@ -331,7 +332,7 @@ def test_the_installed_service_runs_sandboxed_under_a_real_systemd(installed, sm
         service = machine.show("binbot", "ActiveState", "SubState", "MainPID", "NRestarts", "WatchdogUSec")
         assert (service["ActiveState"], service["SubState"], service["NRestarts"]) == ("active", "running", "0")
         assert service["WatchdogUSec"] == "3s"
-        health = json.loads(machine.run("/opt/binbot/venv/bin/python", "-c", HEALTHZ).stdout)
+        health = json.loads(machine.run(f"{paths.VENV}/bin/python", "-c", HEALTHZ).stdout)
         assert health["ok"] and health["model"] == bundle.id
 
         # The sandbox is really on: no privileges, seccomp filters, the video group, read-only /opt.
@@ -341,16 +342,16 @@ def test_the_installed_service_runs_sandboxed_under_a_real_systemd(installed, sm
         assert status["NoNewPrivs"] == "1" and status["Seccomp"] == "2" and int(status["Seccomp_filters"]) > 1
         assert int(status["CapEff"], 16) == 0 and video in status["Groups"].split()
         assert machine.run("stat", "-c", "%U", f"/proc/{pid}").stdout.strip() == "binbot"
-        touch = machine.run("nsenter", f"--target={pid}", "--mount", "touch", "/opt/binbot/venv/x", check=False)
+        touch = machine.run("nsenter", f"--target={pid}", "--mount", "touch", f"{paths.VENV}/x", check=False)
         assert "Read-only file system" in touch.stderr
         assert machine.run("nsenter", f"--target={pid}", "--mount", "ls", "-A", "/root").stdout == ""
 
-        # Kept frames go where the sandbox lets the service write: /var/lib/binbot/kept, its own.
+        # Kept frames go where the sandbox lets the service write: the state folder's kept/, its own.
         def kept() -> list[str]:
-            return machine.run("ls", "/var/lib/binbot/kept", check=False).stdout.split()
+            return machine.run("ls", paths.KEPT_DIR, check=False).stdout.split()
 
         machine.wait_until(lambda: sum(name.endswith(".json") for name in kept()) == 3, "3 kept frames", "binbot")
-        assert machine.run("stat", "-c", "%U %a", "/var/lib/binbot/kept", *[f"/var/lib/binbot/kept/{name}" for name in kept()]
+        assert machine.run("stat", "-c", "%U %a", paths.KEPT_DIR, *[f"{paths.KEPT_DIR}/{name}" for name in kept()]
                            ).stdout.split() == ["binbot", "700"] + ["binbot", "600"] * len(kept())
 
         def watchdog_petted() -> str:
