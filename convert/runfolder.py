@@ -18,12 +18,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from binbot import boundedjson
 from binbot.device.imagefolder import Example
 from binbot.device.labels import write_labels
 from binbot.errors import BinbotError
 from binbot.files import write_json
+
+if TYPE_CHECKING:
+    import keras
 
 MODEL = "model.keras"
 LABELS = "labels.txt"
@@ -50,7 +54,7 @@ class Split:
     validation: list[Example]
 
 
-def write(folder: Path, model: object, split: Split, config: dict, history: dict, metrics: dict) -> None:
+def write(folder: Path, model: keras.Model, split: Split, config: dict, history: dict, metrics: dict) -> None:
     """Write a run's model, labels, split and records into folder; the plots and the report are the trainer's."""
     model.save(folder / MODEL)
     write_labels(folder / LABELS, split.class_names)
