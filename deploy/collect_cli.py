@@ -10,7 +10,7 @@ from binbot.deploy import collect
 from binbot.deploy.fleet import add_ssh_options, gather_hosts, on_every_host, ssh_settings
 from binbot.deploy.remote import SUDO_MODES, SshSettings
 from binbot.deploy.settings import Settings
-from binbot.device.kept import DISCARDED, UNLABELLED
+from binbot.device.fieldfolder import DISCARDED, UNLABELLED
 from binbot.errors import BinbotError
 from binbot.helpformat import DefaultsFormatter, epilog
 from binbot.tables import aligned

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from binbot.device import paths
 from binbot.helpformat import DefaultsFormatter, epilog
 
 EPILOG = epilog(
     ("sudo systemctl stop binbot", "the service holds the pins while it runs"),
-    ("/opt/binbot/venv/bin/binbot actions test --config /etc/binbot/binbot.toml", "each action once, then rest"),
+    (f"{paths.VENV}/bin/binbot actions test --config {paths.CONFIG_FILE}", "each action once, then rest"),
     ("sudo systemctl start binbot", "back to sorting"),
     ("GPIOZERO_PIN_FACTORY=mock GPIOZERO_MOCK_PIN_CLASS=mockpwmpin binbot actions test --config binbot.toml",
      "without a Pi: gpiozero's mock pins (PWM ones, for a servo)"),
@@ -27,7 +28,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "servo, pulse the pin, hold, return to rest; then release the pins. Stop the daemon first "
         "(sudo systemctl stop binbot): it holds the pins while it runs.",
         epilog=EPILOG, formatter_class=DefaultsFormatter)
-    test.add_argument("--config", type=Path, required=True, help="TOML settings file, e.g. /etc/binbot/binbot.toml")
+    test.add_argument("--config", type=Path, required=True, help=f"TOML settings file, e.g. {paths.CONFIG_FILE}")
     test.set_defaults(handler=_test)
 
 

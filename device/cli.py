@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from binbot.device import actions_cli, run_cli
+from binbot.device import actions_cli, paths, run_cli
 from binbot.device.bench import cli as bench_cli
 from binbot.helpformat import DefaultsFormatter, epilog
 
 INSPECT_EPILOG = epilog(
     ("binbot bundle inspect bundles/first", "what the bundle is, and does it verify here?"),
-    ("binbot bundle inspect /var/lib/binbot/bundles/current", "on a Pi: the bundle the service serves"),
+    (f"binbot bundle inspect {paths.CURRENT_BUNDLE}", "on a Pi: the bundle the service serves"),
     next_steps="`binbot deploy BUNDLE HOST` puts the bundle on a Pi; `binbot run --bundle BUNDLE` or "
     "`binbot classify BUNDLE IMAGE` tries it here.",
 )

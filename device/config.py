@@ -3,7 +3,7 @@
 The top-level keys are the daemon's own (RunConfig); every output has a table of its own, named in
 binbot.device.registry and declared in the output's module ([events], [results], [view], [gpio],
 [mqtt], [keep]). Everything is read by binbot.schema: an unknown key or a value of the wrong type or
-range is an error naming the file, the table and the key, so a typo in /etc/binbot/binbot.toml
+range is an error naming the file, the table and the key, so a typo in the Pi's binbot.toml
 cannot silently change nothing. Command-line flags override the file, and are checked the same way.
 """
 

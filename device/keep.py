@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from binbot import schema
+from binbot.device import paths
 from binbot.device.kept import REASONS
 from binbot.device.kept_store import KeptStore
 from binbot.device.metrics import Metrics
@@ -35,14 +36,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("binbot.keep")
 
-DEFAULT_DIR = "/var/lib/binbot/kept"  # under the unit's StateDirectory: the only place the service may write
+DEFAULT_DIR = paths.KEPT_DIR  # under the unit's StateDirectory: the only place the service may write
 QUEUE = 8  # frames waiting for the keeper's thread before the oldest is dropped (and counted)
 
 
 @dataclass(frozen=True)
 class KeepSettings:
-    dir: str = setting(DEFAULT_DIR, "the folder frames are kept in (the service can write only under "
-                       "/var/lib/binbot)", pattern=r".+", shape="a folder's path")
+    dir: str = setting(DEFAULT_DIR, f"the folder frames are kept in (the service can write only under "
+                       f"{paths.STATE_DIR})", pattern=r".+", shape="a folder's path")
     band_low: float = setting(0.0, "low-confidence frames: band_low <= top-1 confidence < band_high", low=0.0,
                               high=1.0)
     band_high: float | None = setting(None, "the band's top; default: the threshold", low=0.0, high=1.0,

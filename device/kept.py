@@ -163,12 +163,3 @@ def kept_ids(folder: Path) -> list[str]:
         return []
     return sorted(name[:-5] for name in names if name.endswith(".json") and is_id(name[:-5]))
 
-
-def __getattr__(name: str) -> str:
-    # UNLABELLED and DISCARDED moved to binbot.device.fieldfolder; deploy/collect_cli.py still imports them
-    # from here. Remove this once it imports them from there.
-    if name in ("UNLABELLED", "DISCARDED"):
-        from binbot.device import fieldfolder
-
-        return getattr(fieldfolder, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge
 
+from binbot.device import paths
 from binbot.device.jpeg import encode_jpeg
 from binbot.device.kept import REASONS, KeptFrame, id_time, is_id, kept_ids, new_id, sidecar
 from binbot.device.metrics import Metrics
@@ -249,7 +250,7 @@ class KeptStore:
         self._paused_until = self._clock() + self._retry
         message = f"cannot write to {self.folder} ({error.strerror or error})"
         if self._failures_logged.due(message):
-            hint = ("; under systemd the service can write only under /var/lib/binbot"
+            hint = (f"; under systemd the service can write only under {paths.STATE_DIR}"
                     if error.errno in (errno.EROFS, errno.EACCES) else "")
             log.warning("keep: %s%s; classifying goes on, keeping pauses %g s and retries", message, hint, self._retry)
         self.error = message

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from binbot.device import paths
 from binbot.device.config import RunConfig, range_problem
 from binbot.helpformat import DefaultsFormatter, epilog
 
@@ -15,7 +16,7 @@ TABLE_FLAGS = {"events": "events.file", "results": "results.file", "view": "view
                "view_width": "view.width", "view_clients": "view.clients", "keep_dir": "keep.dir"}
 RUN_EPILOG = epilog(
     ("binbot run --bundle runs/first/bundle --source replay:photos --fps 5", "try a bundle on a folder of photos"),
-    ("binbot run --config /etc/binbot/binbot.toml", "as the service runs it"),
+    (f"binbot run --config {paths.CONFIG_FILE}", "as the service runs it"),
     ("binbot run --config binbot.toml --check", "check a settings file, then exit"),
     notes="Every setting can live in --config (a TOML file: the daemon's keys at the top, each output's in its "
     "table: [events], [results], [view], [gpio], [mqtt], [keep]); flags override the file. Every key is in "
@@ -32,7 +33,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "stops cleanly within the unit's stop timeout.",
         epilog=RUN_EPILOG, formatter_class=DefaultsFormatter,
     )
-    run.add_argument("--config", type=Path, help="TOML settings file, e.g. /etc/binbot/binbot.toml")
+    run.add_argument("--config", type=Path, help=f"TOML settings file, e.g. {paths.CONFIG_FILE}")
     run.add_argument("--check", action="store_true",
                      help="read and check --config and the flags (and the bundle's classes against [gpio]), say "
                      "what would run, and exit without starting")

@@ -192,7 +192,7 @@ def test_selftest_replays_the_bundles_own_frames_in_memory(small_cnn_bundles):
 
 def test_resize_parity_a_replayed_frame_is_what_training_feeds(image_folder):
     pytest.importorskip("tensorflow")
-    from binbot.train.folder import scan
+    from binbot.device.imagefolder import scan
     from binbot.train.pipeline import make_dataset
 
     examples = scan(image_folder).examples[:3]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from binbot import quiet
 from binbot.helpformat import DefaultsFormatter, epilog
+from binbot.convert import runfolder
 from binbot.train import recipes
 
 RECIPES_NOTE = (
@@ -34,7 +35,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="train a classifier on a folder of photos (workstation)",
         epilog=TRAIN_EPILOG,
         description="Train MobileNetV2 + a dense head on DATA/<class>/<image> and write a run directory "
-        "(model.keras, labels.txt, metrics.json, training.png, confusion.png, report.md, config.json). " + RECIPES_NOTE
+        f"({', '.join(runfolder.FILES)}). " + RECIPES_NOTE
         + " To retrain on frames from the field, give --data more than once (say --data photos --data field "
         "--init runs/current/model.keras): each folder is split on its own and its validation accuracy "
         "reported apart.",
