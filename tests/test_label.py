@@ -26,7 +26,8 @@ import pytest
 from binbot.device import kept
 from binbot.device.fieldfolder import UNLABELLED
 from binbot.errors import BinbotError
-from binbot.train.label import LabelServer, open_field, serve
+from binbot.train.label import open_field
+from binbot.train.label_server import LabelServer, serve
 from helpers import BLOCK_TENSORFLOW, TIMEOUT, wait_for
 from test_view import CHROMEDRIVER, CHROMIUM, chromium
 

@@ -129,7 +129,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     quiet.import_tensorflow()
-    from binbot.train.trainer import evaluate
+    from binbot.train.evaluate import evaluate
 
     out = args.out or args.checkpoint.parent / f"evaluation-{args.data.resolve().name}"
     evaluate(args.checkpoint, args.data, out, args.labels, args.batch_size, args.force)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from binbot.helpformat import DefaultsFormatter, epilog
-from binbot.train.label import DEFAULT_HTTP, serve
+from binbot.train.label_server import DEFAULT_HTTP, serve
 
 DESCRIPTION = """Serve a page that shows each frame of FIELD/unlabelled/ (put there by binbot collect) with
 the model's guess, its top classes and why the Pi kept it, and moves the frame and its sidecar

@@ -1,4 +1,4 @@
-"""A training run from a folder of photos to a run directory, and evaluation of any checkpoint."""
+"""A training run from a folder of photos to a run directory (binbot train; evaluation is train/evaluate.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from binbot.convert.checkpoint import load_checkpoint
 from binbot.device.imagefolder import Example, scan
 from binbot.device.labels import read_labels
 from binbot.errors import BinbotError
-from binbot.files import build_directory, check_can_write, check_out_apart, write_json
+from binbot.files import build_directory, check_can_write, check_out_apart
 from binbot.train import plots, report
 from binbot.train.folder import scan_all, stratified_split
 from binbot.train.recipes import CLASS_WEIGHTS, DEFAULT_RECIPE, SEED, SHARED, values_of
@@ -165,8 +165,8 @@ def train(config: TrainConfig) -> dict:
              class_weight)
     fit_seconds = time.monotonic() - fit_started
 
-    predicted = _predict(model, val_ds)
-    metrics = classification_metrics(_labels(val_examples), predicted, class_names)
+    predicted = predict(model, val_ds)
+    metrics = classification_metrics(labels_of(val_examples), predicted, class_names)
     metrics.update(
         images={"train": len(train_examples), "validation": len(val_examples), "skipped": len(skipped)},
         skipped_files=[{"path": str(p), "reason": why} for p, why in skipped],
@@ -242,12 +242,12 @@ def _fit(model, train_ds, val_ds, learning_rate, first_epoch: int, last_epoch: i
         history.setdefault(key, []).extend(float(v) for v in values)
 
 
-def _predict(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
+def predict(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
     """The predicted class of every image, in the dataset's order."""
     return model.predict(dataset, verbose=0).argmax(axis=1)
 
 
-def _labels(examples: list[Example]) -> np.ndarray:
+def labels_of(examples: list[Example]) -> np.ndarray:
     return np.array([e.label for e in examples], dtype=np.int64)
 
 
@@ -256,7 +256,7 @@ def _by_data(parts: list[DataPart], predicted: np.ndarray, class_names: list[str
     by_data, start = {}, 0
     for part in parts:
         end = start + len(part.val)
-        figures = classification_metrics(_labels(part.val), predicted[start:end], class_names)
+        figures = classification_metrics(labels_of(part.val), predicted[start:end], class_names)
         if not part.val:  # a folder too small to hold any image out has no accuracy, rather than 0
             figures.update(accuracy=None, macro_f1=None)
         by_data[part.name] = {
@@ -275,35 +275,3 @@ def _write_run(config: TrainConfig, model: keras.Model, split: runfolder.Split, 
         plots.plot_confusion(metrics["confusion_matrix"], split.class_names, run / runfolder.CONFUSION_PLOT,
                              "Validation confusion matrix")
         (run / runfolder.REPORT).write_text(report.training_report(config.as_json(), metrics))
-
-
-def evaluate(checkpoint: Path, data: Path, out: Path, labels: Path | None = None,
-             batch_size: int = 32, force: bool = False) -> dict:
-    """Metrics of a checkpoint on a <class>/<image> folder, printed and written to out."""
-    check_out_apart(out, {"--data": data, "the checkpoint": checkpoint})
-    check_can_write(out, force)
-    model = load_checkpoint(checkpoint)
-    class_names = read_labels(labels or runfolder.labels_beside(checkpoint))
-    if model.output_shape[-1] != len(class_names):
-        raise BinbotError(f"{checkpoint}: outputs {model.output_shape[-1]} classes but the labels list {len(class_names)}")
-    images = scan(data, class_names)
-    image_size = model.input_shape[1]
-    dataset = make_dataset(images.examples, image_size, batch_size)
-    metrics = classification_metrics(_labels(images.examples), _predict(model, dataset), class_names)
-    metrics.update(
-        images={"evaluated": len(images.examples), "skipped": len(images.skipped)},
-        checkpoint=str(checkpoint),
-        data=str(data),
-        skipped_files=[{"path": str(p), "reason": why} for p, why in images.skipped],
-    )
-    # An evaluation folder holds the run folder's figures for other images: its files go by the same names.
-    written = (runfolder.METRICS, runfolder.CONFUSION_PLOT, runfolder.REPORT)
-    with build_directory(out, force) as result:
-        write_json(result / runfolder.METRICS, metrics)
-        plots.plot_confusion(metrics["confusion_matrix"], class_names, result / runfolder.CONFUSION_PLOT,
-                             f"Confusion matrix on {data}")
-        (result / runfolder.REPORT).write_text(report.evaluation_report(metrics))
-    print(format_table(metrics))
-    print(f"accuracy {metrics['accuracy']:.4f} on {metrics['evaluated']} images ({len(images.skipped)} skipped)")
-    print(f"wrote {out}/: {', '.join(written)}")
-    return metrics
