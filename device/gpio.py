@@ -219,16 +219,22 @@ class GpioActions(Output):
         return {"dry_run": self.settings.dry_run, "busy": time.monotonic() < self._busy_until}
 
     def close(self, until: float) -> None:
+        # The servo away from rest now is an action under way: the one case the journal is told how it ended.
+        cut_short = self.servo is not None and not math.isclose(self.servo.angle, self.settings.servo.rest, abs_tol=0.5)
         self._stop.set()  # cuts a hold short: the worker goes to rest at once
         self._handoff.close(until - SETTLE)
         if self.servo is not None:
             if not math.isclose(self.servo.angle, self.settings.servo.rest, abs_tol=0.5):
                 self.servo.angle = self.settings.servo.rest
                 time.sleep(max(0.0, min(SETTLE, until - time.monotonic())))
+            left_at = self.servo.angle
             self.servo.detach()
         for device in [self.servo, *self.pins.values()]:
             if device is not None:
                 device.close()
+        if cut_short:
+            log.info("gpio: shutdown cut an action short: servo %s left at %.1f° (rest %g°), pins released",
+                     self.settings.servo.pin, left_at, self.settings.servo.rest)
 
     def _open(self) -> tuple:
         s = self.settings
