@@ -9,21 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import DaemonProcess
+from helpers import TINY_SIZE, DaemonProcess
 
 pytest_plugins = ("sshd",)  # the `sshd` fixture: a real OpenSSH server on loopback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-IMAGENET_H5 = SHARED / "models" / "mobilenet_v2_1.0_224_no_top_imagenet_from_tfslim.h5"
-TRASHNET = SHARED / "data" / "trashnet"
-
-# Small enough to train in seconds; MobileNetV2 accepts inputs down to 32x32.
-TINY_SIZE = 32
-
-needs_imagenet_weights = pytest.mark.skipif(not IMAGENET_H5.is_file(), reason=f"{IMAGENET_H5} not present")
-needs_trashnet = pytest.mark.skipif(not TRASHNET.is_dir(), reason=f"{TRASHNET} not present")
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,10 @@
-"""Helpers the tests share: waiting on a condition, a stand-in for systemd's notify socket, `binbot run`
-as a child process, a filesystem filled up, a Python without TensorFlow."""
+"""What the tests share, in one module (fixtures are in conftest.py; test modules import nothing from each other):
+where the shared models and data are, waiting on a condition, a stand-in for systemd's notify socket,
+`binbot run` as a child process, a filesystem filled up, a Python without some packages, image and kept-frame
+folders, `binbot convert`, an HTTP client for `binbot label` and a headless Chromium."""
 
+import hashlib
+import http.client
 import json
 import os
 import re
@@ -13,6 +17,23 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from binbot.cli import main
+from binbot.device.frames import load_model_input
+from binbot.device.kept import KeptFrame, new_id, read_sidecar, sidecar
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+IMAGENET_H5 = SHARED / "models" / "mobilenet_v2_1.0_224_no_top_imagenet_from_tfslim.h5"
+
+# Small enough to train in seconds; MobileNetV2 accepts inputs down to 32x32.
+TINY_SIZE = 32
+
+needs_imagenet_weights = pytest.mark.skipif(not IMAGENET_H5.is_file(), reason=f"{IMAGENET_H5} not present")
 
 TIMEOUT = 60  # generous: the machine may be busy; the waits end as soon as the thing happens
 
@@ -103,7 +124,6 @@ class DaemonProcess:
         return self.process.wait(timeout=TIMEOUT)
 
 
-
 def close(output):
     """Close a daemon output as the shutdown does, with time to spare."""
     output.close(time.monotonic() + TIMEOUT)
@@ -127,15 +147,22 @@ def fill(folder, name="filler"):
             pass
 
 
-# Run in a child interpreter: make `import tensorflow` (and keras) fail as on a Pi without them.
-BLOCK_TENSORFLOW = """
+def blocker(*packages: str) -> str:
+    """Python to run first in a child interpreter: any import of packages (or a module inside one) then fails."""
+    return f"""
 import importlib.abc, sys
-class NoTensorFlow(importlib.abc.MetaPathFinder):
+class Blocked(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'):
-            raise ImportError(f'{name} is blocked in this test')
-sys.meta_path.insert(0, NoTensorFlow())
+        if any(name == package or name.startswith(package + '.') for package in {packages!r}):
+            raise ImportError(f'{{name}} is blocked in this test')
+sys.meta_path.insert(0, Blocked())
 """
+
+
+# As on a Pi without them.
+BLOCK_TENSORFLOW = blocker("tensorflow", "keras", "tf_keras")
+# The convert side must never need the trainer.
+BLOCK_TRAIN = blocker("binbot.train")
 
 
 def run_without_tensorflow(code: str) -> subprocess.CompletedProcess:
@@ -170,3 +197,111 @@ def run_daemon(daemon, check):
         raise failure[0]
     assert not watcher.is_alive(), "the check did not finish"
     return code
+
+
+def names(folder):
+    """The names in folder, sorted; none if it does not exist."""
+    return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
+
+
+def write_files_only_pillow_reads(folder):
+    """A PNG cut short inside its last chunk, and a TGA named .png: Pillow decodes both, OpenCV neither."""
+    Image.new("RGB", (20, 15), (200, 80, 40)).save(folder / "whole.png")
+    whole = (folder / "whole.png").read_bytes()
+    (folder / "whole.png").unlink()
+    (folder / "cut_short.png").write_bytes(whole[:-20])
+    Image.new("RGB", (20, 15), (200, 80, 40)).save(folder / "targa.png", format="TGA")
+    for name in ("cut_short.png", "targa.png"):
+        with Image.open(folder / name) as image:
+            image.load()  # what the trainer checked files with before: it let these through
+    return ["cut_short.png", "targa.png"]
+
+
+def as_kept_frame(picture, label: str = "can") -> str:
+    """Rename a picture <id>.jpg and write its sidecar <id>.json beside it, as `binbot label` leaves a frame."""
+    frame_id = new_id()
+    jpeg = picture.rename(picture.with_name(f"{frame_id}.jpg"))
+    data = jpeg.read_bytes()
+    width, height = Image.open(jpeg).size
+    frame = KeptFrame(id=frame_id, time="2026-11-30T14:42:23.123Z", model="tiny", label=label, confidence=0.4,
+                      scores={"can": 0.4, "paper": 0.35, "bottle": 0.25}, item=None, reasons=["low-confidence"],
+                      width=width, height=height, jpeg_sha256=hashlib.sha256(data).hexdigest(), jpeg_size=len(data))
+    (jpeg.parent / f"{frame_id}.json").write_text(json.dumps(sidecar(frame)))
+    read_sidecar(jpeg.parent / f"{frame_id}.json")  # checked as the real ones are
+    return frame_id
+
+
+def keep_frames(folder, n: int) -> list[str]:
+    """n kept field frames in folder: <id>.jpg and <id>.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = []
+    for i in range(n):
+        Image.new("RGB", (20, 15), (i * 30 % 255, 40, 200)).save(folder / "new.jpg")
+        ids.append(as_kept_frame(folder / "new.jpg"))
+    return ids
+
+
+def convert(*args) -> int:
+    return main(["convert", *map(str, args)])
+
+
+def leftovers(parent):
+    """What an interrupted or refused write left in parent: its .partial- and .old- folders."""
+    return [p.name for p in parent.iterdir() if ".partial-" in p.name or ".old-" in p.name]
+
+
+def split_images(run, part):
+    """The images of part ("train" or "validation") of run's split.json as the device loads them, and their labels."""
+    split = json.loads((run / "split.json").read_text())
+    frames = np.stack([load_model_input(e["path"], TINY_SIZE, TINY_SIZE) for e in split[part]])
+    return frames, np.array([e["label"] for e in split[part]])
+
+
+class Client:
+    """Real HTTP requests to a label server; answers as (status, JSON or bytes)."""
+
+    def __init__(self, url):
+        found = re.fullmatch(r"http://([\d.]+):(\d+)/", url)
+        self.host, self.port = found.group(1), int(found.group(2))
+
+    def request(self, method, path, body=None, headers=None):
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=15)
+        try:
+            if body is not None and not isinstance(body, bytes):
+                body = json.dumps(body).encode()
+                headers = {"Content-Type": "application/json", **(headers or {})}
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            data = response.read()
+            if response.getheader("Content-Type") == "application/json":
+                data = json.loads(data)
+            return response.status, data
+        finally:
+            connection.close()
+
+    def get(self, path):
+        return self.request("GET", path)
+
+    def post(self, path, body, headers=None):
+        return self.request("POST", path, body, headers)
+
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+def chromium(profile: Path, width: int, height: int):
+    """Debian's headless Chromium under selenium, as root on a machine without internet, its page width x height
+    CSS pixels as on a phone. conftest.py marks a test that calls this `browser`."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+                 f"--user-data-dir={profile}", "--hide-scrollbars"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": True})
+    return browser

@@ -14,7 +14,7 @@ from binbot.device.bundle import MODEL, read_bundle, read_selftest_inputs
 from binbot.device.source import open_source
 from binbot.device.metrics import STAGES
 from binbot.device.runtime import Classifier
-from conftest import SHARED
+from helpers import SHARED
 
 REFERENCE = SHARED / "models" / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
 ALL_STAGES = (*STAGES, bench.FRAME)

@@ -20,6 +20,7 @@ from binbot.cli import main
 from binbot.deploy import collect as collect_steps
 from binbot.deploy.remote import HostSpec, Remote, RemoteError, SshSettings
 from binbot.device.kept import KeptFrame, new_id, sidecar
+from helpers import names
 
 START = datetime(2026, 11, 30, 14, 42, tzinfo=timezone.utc)
 
@@ -42,10 +43,6 @@ def keep_frame(kept: Path, n: int) -> str:
 
 def pair(frame_id: str) -> list[str]:
     return [f"{frame_id}.jpg", f"{frame_id}.json"]
-
-
-def names(folder: Path) -> list[str]:
-    return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
 
 
 def everything(folder: Path) -> list[str]:

@@ -11,34 +11,18 @@ import sys
 import numpy as np
 import pytest
 
-from binbot.cli import main
 from binbot.convert import tflite
 from binbot.convert.validation import Validation, check_drop
 from binbot.device.bundle import MODEL, load_bundle, read_bundle, sha256_file
-from binbot.device.frames import load_model_input
 from binbot.device.runtime import Classifier
 from binbot.errors import BinbotError
 from binbot.convert.checkpoint import load_checkpoint
-from conftest import TINY_SIZE
+from helpers import BLOCK_TRAIN, TINY_SIZE, convert, leftovers, split_images
 
 MODES = ("int8", "float16", "dynamic", "float32")
 # How far each mode's probabilities may be from the checkpoint's on any image: float32 is the
 # same arithmetic; float16 rounds weights; int8 rounds everything to 256 levels.
 AGREEMENT_TOLERANCE = {"float32": 1e-5, "float16": 1e-2, "dynamic": 2e-2, "int8": 0.06}
-
-
-def convert(*args) -> int:
-    return main(["convert", *map(str, args)])
-
-
-def leftovers(parent):
-    return [p.name for p in parent.iterdir() if ".partial-" in p.name or ".old-" in p.name]
-
-
-def split_images(run, part):
-    split = json.loads((run / "split.json").read_text())
-    frames = np.stack([load_model_input(e["path"], TINY_SIZE, TINY_SIZE) for e in split[part]])
-    return frames, np.array([e["label"] for e in split[part]])
 
 
 def copy_run(run, to, files=("model.keras", "labels.txt", "split.json")):
@@ -388,16 +372,6 @@ def test_out_over_the_run_folder_is_refused_even_with_force_but_inside_it_is_fin
     assert convert(run / "model.keras", "--out", run / "bundle", "--mode", "float32") == 0
     assert read_bundle(run / "bundle").mode == "float32"
 
-
-# Run in a child interpreter: make any import of binbot.train fail, as it must never be needed by convert.
-BLOCK_TRAIN = """
-import importlib.abc, sys
-class NoTrain(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == 'binbot.train' or name.startswith('binbot.train.'):
-            raise ImportError(f'{name} is blocked in this test')
-sys.meta_path.insert(0, NoTrain())
-"""
 
 CONVERT_WITHOUT_TRAIN = """
 import importlib, pkgutil, sys

@@ -14,8 +14,7 @@ from pathlib import Path
 from binbot.cli import main
 from binbot.device.fieldfolder import DISCARDED, UNLABELLED, frames_here
 from binbot.device.kept import kept_ids, read_sidecar
-from helpers import TIMEOUT, wait_for
-from test_label import Client
+from helpers import TIMEOUT, Client, wait_for
 
 KEPT_AN_HOUR = 12  # of the 36 replayed images: the hourly limit stops the rest
 

@@ -4,11 +4,7 @@ import pytest
 
 from binbot.device.fieldfolder import (DISCARDED, UNLABELLED, FrameMissing, FrameTaken, class_folders, frames_here,
                                        move_pair, waiting)
-from test_folder import keep_frames
-
-
-def names(folder):
-    return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
+from helpers import keep_frames, names
 
 
 def test_frames_here_are_the_whole_pairs_of_unlabelled_the_classes_and_discarded(tmp_path):

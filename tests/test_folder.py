@@ -1,16 +1,14 @@
 """Scanning a <class>/<image> folder: what is used, what is skipped and why, and the split."""
 
-import hashlib
-import json
 from collections import Counter
 
 import pytest
 from PIL import Image
 
-from binbot.device.kept import KeptFrame, new_id, read_sidecar, sidecar
 from binbot.errors import BinbotError
 from binbot.device.imagefolder import scan
 from binbot.train.folder import scan_all, stratified_split
+from helpers import keep_frames, write_files_only_pillow_reads
 
 
 def make_folder(root, per_class: dict[str, int]):
@@ -47,19 +45,6 @@ def test_unreadable_files_are_skipped_with_one_warning_each(tmp_path, capsys):
     assert images.counts() == {"can": 3, "paper": 4}
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: skipping")]
     assert len(warnings) == 4
-
-
-def write_files_only_pillow_reads(folder):
-    """A PNG cut short inside its last chunk, and a TGA named .png: Pillow decodes both, OpenCV neither."""
-    Image.new("RGB", (20, 15), (200, 80, 40)).save(folder / "whole.png")
-    whole = (folder / "whole.png").read_bytes()
-    (folder / "whole.png").unlink()
-    (folder / "cut_short.png").write_bytes(whole[:-20])
-    Image.new("RGB", (20, 15), (200, 80, 40)).save(folder / "targa.png", format="TGA")
-    for name in ("cut_short.png", "targa.png"):
-        with Image.open(folder / name) as image:
-            image.load()  # what the trainer checked files with before: it let these through
-    return ["cut_short.png", "targa.png"]
 
 
 def test_files_are_checked_with_the_decoder_training_uses(tmp_path, capsys):
@@ -122,30 +107,6 @@ def test_split_fraction_out_of_range_is_an_error(tmp_path):
     images = scan(make_folder(tmp_path, {"a": 2, "b": 2}))
     with pytest.raises(BinbotError, match="--val-split"):
         stratified_split(images.examples, 1.0, seed=0)
-
-
-def as_kept_frame(picture, label: str = "can") -> str:
-    """Rename a picture <id>.jpg and write its sidecar <id>.json beside it, as `binbot label` leaves a frame."""
-    frame_id = new_id()
-    jpeg = picture.rename(picture.with_name(f"{frame_id}.jpg"))
-    data = jpeg.read_bytes()
-    width, height = Image.open(jpeg).size
-    frame = KeptFrame(id=frame_id, time="2026-11-30T14:42:23.123Z", model="tiny", label=label, confidence=0.4,
-                      scores={"can": 0.4, "paper": 0.35, "bottle": 0.25}, item=None, reasons=["low-confidence"],
-                      width=width, height=height, jpeg_sha256=hashlib.sha256(data).hexdigest(), jpeg_size=len(data))
-    (jpeg.parent / f"{frame_id}.json").write_text(json.dumps(sidecar(frame)))
-    read_sidecar(jpeg.parent / f"{frame_id}.json")  # checked as the real ones are
-    return frame_id
-
-
-def keep_frames(folder, n: int) -> list[str]:
-    """n kept field frames in folder: <id>.jpg and <id>.json."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ids = []
-    for i in range(n):
-        Image.new("RGB", (20, 15), (i * 30 % 255, 40, 200)).save(folder / "new.jpg")
-        ids.append(as_kept_frame(folder / "new.jpg"))
-    return ids
 
 
 def test_a_field_folder_is_read_as_its_labelled_frames_only(tmp_path, capsys):

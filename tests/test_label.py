@@ -2,7 +2,6 @@
 what it refuses), the command without TensorFlow, and the page driven in a real headless Chromium."""
 
 import hashlib
-import http.client
 import importlib.util
 import ipaddress
 import json
@@ -28,8 +27,7 @@ from binbot.device.fieldfolder import UNLABELLED
 from binbot.errors import BinbotError
 from binbot.train.label import open_field
 from binbot.train.label_server import LabelServer, serve
-from helpers import BLOCK_TENSORFLOW, TIMEOUT, wait_for
-from test_view import CHROMEDRIVER, CHROMIUM, chromium
+from helpers import BLOCK_TENSORFLOW, CHROMEDRIVER, CHROMIUM, TIMEOUT, Client, chromium, wait_for
 
 CLASSES = ["bottle", "can", "paper"]
 # Each frame's scores, in the model's order; the frames are kept a minute apart, in this order.
@@ -77,35 +75,6 @@ def tree(root):
     """Every file under root with its bytes' hash: what a refused request must leave as it was."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-class Client:
-    """Real HTTP requests to a label server; answers as (status, JSON or bytes)."""
-
-    def __init__(self, url):
-        found = re.fullmatch(r"http://([\d.]+):(\d+)/", url)
-        self.host, self.port = found.group(1), int(found.group(2))
-
-    def request(self, method, path, body=None, headers=None):
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=15)
-        try:
-            if body is not None and not isinstance(body, bytes):
-                body = json.dumps(body).encode()
-                headers = {"Content-Type": "application/json", **(headers or {})}
-            connection.request(method, path, body=body, headers=headers or {})
-            response = connection.getresponse()
-            data = response.read()
-            if response.getheader("Content-Type") == "application/json":
-                data = json.loads(data)
-            return response.status, data
-        finally:
-            connection.close()
-
-    def get(self, path):
-        return self.request("GET", path)
-
-    def post(self, path, body, headers=None):
-        return self.request("POST", path, body, headers)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from binbot.convert import mixed, tflite
 from binbot.convert.checkpoint import load_checkpoint, load_for_conversion
 from binbot.device.bundle import MANIFEST, MODEL, load_bundle, manifest_checksum, read_bundle
 from binbot.errors import BinbotError
-from test_convert import convert, leftovers, split_images
+from helpers import convert, leftovers, split_images
 
 DEAD = 0  # the depthwise channel that never passes its ReLU6
 

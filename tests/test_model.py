@@ -11,7 +11,7 @@ from keras import layers
 from binbot.errors import BinbotError
 from binbot.convert.checkpoint import load_checkpoint
 from binbot.train.model import BASE_LAYERS, base_of, build_model, mobilenet_base, unfreeze_top
-from conftest import IMAGENET_H5, TINY_SIZE, needs_imagenet_weights
+from helpers import IMAGENET_H5, TINY_SIZE, needs_imagenet_weights
 
 MOBILENET_V2_NO_TOP_PARAMS = 2_257_984
 

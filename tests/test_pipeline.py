@@ -9,8 +9,7 @@ from binbot.device.frames import load_model_input
 from binbot.device.imagefolder import scan
 from binbot.train.model import build_model
 from binbot.train.pipeline import augmentation, make_dataset
-from conftest import TINY_SIZE
-from test_folder import write_files_only_pillow_reads
+from helpers import TINY_SIZE, write_files_only_pillow_reads
 
 
 def batches(dataset):

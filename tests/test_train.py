@@ -15,15 +15,10 @@ from binbot.device.frames import load_model_input
 from binbot.device.labels import read_labels
 from binbot.train.model import base_of
 from binbot.convert.checkpoint import load_checkpoint
-from conftest import IMAGENET_H5, TINY_SIZE, needs_imagenet_weights
-from test_folder import as_kept_frame, keep_frames
+from helpers import IMAGENET_H5, TINY_SIZE, as_kept_frame, keep_frames, leftovers, needs_imagenet_weights
 
 TINY = ["--weights", "none", "--image-size", str(TINY_SIZE), "--batch-size", "8"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def leftovers(parent):
-    return [p.name for p in parent.iterdir() if ".partial-" in p.name or ".old-" in p.name]
 
 
 def test_a_run_writes_every_output(image_folder, tmp_path, capsys):

@@ -28,7 +28,7 @@ from binbot.device.outputs import FrameRecord
 from binbot.device.view import LiveView, ViewSettings
 from binbot.device.view_feed import Feed
 from binbot.errors import BinbotError
-from helpers import close, wait_for
+from helpers import CHROMEDRIVER, CHROMIUM, chromium, close, wait_for
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 STALL_SECONDS = 30  # how long a viewer that never reads is kept connected while the daemon is watched
@@ -424,27 +424,6 @@ def test_the_view_flag_takes_on_or_off(capsys):
 
     assert exited.value.code == 2
     assert "--view: should be on or off, not 'no'" in capsys.readouterr().err
-
-
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-
-
-def chromium(profile: Path, width: int, height: int):
-    """Debian's headless Chromium under selenium, as root on a machine without internet, its page width x height
-    CSS pixels as on a phone."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-                 f"--user-data-dir={profile}", "--hide-scrollbars"):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": True})
-    return browser
 
 
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER and importlib.util.find_spec("selenium")),
