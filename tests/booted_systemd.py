@@ -109,8 +109,11 @@ class BootedSystemd:
         output = self.run("systemctl", "show", unit, *(f"--property={p}" for p in properties)).stdout
         return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
 
-    def journal(self, unit: str) -> str:
-        return self.run("journalctl", f"--unit={unit}", "--no-pager", "--lines=80", check=False).stdout
+    def journal(self, unit: str, *options: str, since: float | None = None) -> str:
+        """unit's journal, with journalctl's options: its last 80 lines, or all logged from time.time() == since."""
+        # Not --after-cursor: systemd 252 skips the first entry that matches when the cursor's own does not.
+        span = f"--since=@{since:.6f}" if since is not None else "--lines=80"
+        return self.run("journalctl", f"--unit={unit}", "--no-pager", span, *options, check=False).stdout
 
     def wait_until(self, condition, what: str, unit: str, timeout: float = 60) -> None:
         """Poll condition() (a state inside the container) until true; else fail with unit's journal."""
