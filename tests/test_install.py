@@ -15,7 +15,7 @@ import booted_systemd
 import pytest
 
 from binbot.device import paths
-from binbot.device.bundle import read_bundle
+from binbot.device.bundle import Bundle, read_bundle
 from binbot.tomlfile import tomllib
 from binbot.systemd.syscall_check import read_unit
 
@@ -291,6 +291,9 @@ def test_the_script_passes_bash_n_and_shellcheck():
 
 
 needs_container = pytest.mark.skipif(bool(booted_systemd.can_boot()), reason=booted_systemd.can_boot() or "-")
+OFFLINE_PIP = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/wheelhouse", "PIP_CONFIG_FILE": "/dev/null"}
+INSTALL_INSIDE = "/src/binbot/systemd/install.sh"  # the checkout, as the container sees it
+DROP_INS = "/etc/systemd/system/binbot.service.d"
 
 
 def download_wheelhouse(installed: Installed, wheelhouse: Path) -> Path:
@@ -303,79 +306,97 @@ def download_wheelhouse(installed: Installed, wheelhouse: Path) -> Path:
     return wheelhouse
 
 
-@needs_container
-def test_the_installed_service_runs_sandboxed_under_a_real_systemd(installed, small_cnn_bundles, tmp_path):
-    """install.sh as a Pi owner runs it, then the unit as systemd 252 really starts, reloads, watches and stops it."""
-    bundle = read_bundle(small_cnn_bundles["int8"])
-    binds = {CHECKOUT: "/src/binbot", download_wheelhouse(installed, tmp_path / "wheels"): "/wheelhouse",
-             bundle.path: "/bundle"}
-    offline_pip = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/wheelhouse", "PIP_CONFIG_FILE": "/dev/null"}
-    with booted_systemd.BootedSystemd(tmp_path / "machine", binds) as machine:
-        first = machine.run("/src/binbot/systemd/install.sh", env=offline_pip, timeout=900)
-        assert "no bundle yet" in first.stdout
-        assert machine.run("systemctl", "is-enabled", "binbot").stdout.strip() == "enabled"
-        assert machine.show("binbot", "ActiveState")["ActiveState"] == "inactive"
+@dataclass
+class Booted:
+    machine: booted_systemd.BootedSystemd
+    first_install: subprocess.CompletedProcess  # install.sh's first run, before any bundle was deployed
+    bundle: Bundle  # deployed: bundles/<id>/, and `current` pointing at it
 
-        # What a deploy leaves behind, and a config for a machine without a camera; a short
-        # watchdog, so that the test can see it petted and see it bite.
+
+@pytest.fixture(scope="module")
+def booted(installed, small_cnn_bundles, tmp_path_factory) -> Booted:
+    """This machine's OS booted under its own systemd, once for the tests below; install.sh run in it from an
+    offline wheelhouse, then a bundle put where a deploy puts it. The service is left stopped: each test writes
+    the config it needs and starts it."""
+    bundle = read_bundle(small_cnn_bundles["int8"])
+    folder = tmp_path_factory.mktemp("booted")
+    binds = {CHECKOUT: "/src/binbot", download_wheelhouse(installed, folder / "wheels"): "/wheelhouse",
+             bundle.path: "/bundle"}
+    with booted_systemd.BootedSystemd(folder / "machine", binds) as machine:
+        first = machine.run(INSTALL_INSIDE, env=OFFLINE_PIP, timeout=900)
         machine.run("cp", "-r", "/bundle", f"{paths.BUNDLES_DIR}/{bundle.id}")
         machine.run("ln", "-s", bundle.id, paths.CURRENT_BUNDLE)
-        machine.run("sed", "-i", 's/^source = "picamera2"/source = ""\\nfps = 10.0/', paths.CONFIG_FILE)
-        machine.run("tee", "-a", paths.CONFIG_FILE, input="\n[keep]\nsample = 1.0\nper_hour = 3\n")
-        machine.run("mkdir", "-p", "/etc/systemd/system/binbot.service.d")
-        machine.run("tee", "/etc/systemd/system/binbot.service.d/watchdog.conf", input="[Service]\nWatchdogSec=3s\n")
-        machine.run("systemctl", "daemon-reload")
+        yield Booted(machine, first, bundle)
 
-        second = machine.run("/src/binbot/systemd/install.sh", env=offline_pip, check=False, timeout=300)
-        assert second.returncode == 0 and "started binbot.service" in second.stdout, (
-            second.stdout + second.stderr + machine.journal("binbot"))
-        service = machine.show("binbot", "ActiveState", "SubState", "MainPID", "NRestarts", "WatchdogUSec")
-        assert (service["ActiveState"], service["SubState"], service["NRestarts"]) == ("active", "running", "0")
-        assert service["WatchdogUSec"] == "3s"
-        health = json.loads(machine.run(f"{paths.VENV}/bin/python", "-c", HEALTHZ).stdout)
-        assert health["ok"] and health["model"] == bundle.id
 
-        # The sandbox is really on: no privileges, seccomp filters, the video group, read-only /opt.
-        pid = service["MainPID"]
-        status = dict(line.split(":\t", 1) for line in machine.run("cat", f"/proc/{pid}/status").stdout.splitlines())
-        video = machine.run("getent", "group", "video").stdout.split(":")[2]
-        assert status["NoNewPrivs"] == "1" and status["Seccomp"] == "2" and int(status["Seccomp_filters"]) > 1
-        assert int(status["CapEff"], 16) == 0 and video in status["Groups"].split()
-        assert machine.run("stat", "-c", "%U", f"/proc/{pid}").stdout.strip() == "binbot"
-        touch = machine.run("nsenter", f"--target={pid}", "--mount", "touch", f"{paths.VENV}/x", check=False)
-        assert "Read-only file system" in touch.stderr
-        assert machine.run("nsenter", f"--target={pid}", "--mount", "ls", "-A", "/root").stdout == ""
+@needs_container
+def test_the_installed_service_runs_sandboxed_under_a_real_systemd(booted):
+    """install.sh as a Pi owner runs it, then the unit as systemd 252 really starts, reloads, watches and stops it."""
+    machine, bundle = booted.machine, booted.bundle
+    assert "no bundle yet" in booted.first_install.stdout
+    assert machine.run("systemctl", "is-enabled", "binbot").stdout.strip() == "enabled"
+    assert machine.show("binbot", "ActiveState")["ActiveState"] == "inactive"
 
-        # Kept frames go where the sandbox lets the service write: the state folder's kept/, its own.
-        def kept() -> list[str]:
-            return machine.run("ls", paths.KEPT_DIR, check=False).stdout.split()
+    # The default config (whatever another test wrote) made for a machine without a camera; a short
+    # watchdog, so that the test can see it petted and see it bite.
+    machine.run("cp", "/src/binbot/systemd/binbot.toml", paths.CONFIG_FILE)
+    machine.run("rm", "-rf", paths.KEPT_DIR)
+    machine.run("sed", "-i", 's/^source = "picamera2"/source = ""\\nfps = 10.0/', paths.CONFIG_FILE)
+    machine.run("tee", "-a", paths.CONFIG_FILE, input="\n[keep]\nsample = 1.0\nper_hour = 3\n")
+    machine.run("mkdir", "-p", DROP_INS)
+    machine.run("tee", f"{DROP_INS}/watchdog.conf", input="[Service]\nWatchdogSec=3s\n")
+    machine.run("systemctl", "daemon-reload")
 
-        machine.wait_until(lambda: sum(name.endswith(".json") for name in kept()) == 3, "3 kept frames", "binbot")
-        assert machine.run("stat", "-c", "%U %a", paths.KEPT_DIR, *[f"{paths.KEPT_DIR}/{name}" for name in kept()]
-                           ).stdout.split() == ["binbot", "700"] + ["binbot", "600"] * len(kept())
+    second = machine.run(INSTALL_INSIDE, env=OFFLINE_PIP, check=False, timeout=300)
+    assert second.returncode == 0 and "started binbot.service" in second.stdout, (
+        second.stdout + second.stderr + machine.journal("binbot"))
+    service = machine.show("binbot", "ActiveState", "SubState", "MainPID", "NRestarts", "WatchdogUSec")
+    assert (service["ActiveState"], service["SubState"], service["NRestarts"]) == ("active", "running", "0")
+    assert service["WatchdogUSec"] == "3s"
+    health = json.loads(machine.run(f"{paths.VENV}/bin/python", "-c", HEALTHZ).stdout)
+    assert health["ok"] and health["model"] == bundle.id
 
-        def watchdog_petted() -> str:
-            return machine.show("binbot", "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"]
+    # The sandbox is really on: no privileges, seccomp filters, the video group, read-only /opt.
+    pid = service["MainPID"]
+    status = dict(line.split(":\t", 1) for line in machine.run("cat", f"/proc/{pid}/status").stdout.splitlines())
+    video = machine.run("getent", "group", "video").stdout.split(":")[2]
+    assert status["NoNewPrivs"] == "1" and status["Seccomp"] == "2" and int(status["Seccomp_filters"]) > 1
+    assert int(status["CapEff"], 16) == 0 and video in status["Groups"].split()
+    assert machine.run("stat", "-c", "%U", f"/proc/{pid}").stdout.strip() == "binbot"
+    touch = machine.run("nsenter", f"--target={pid}", "--mount", "touch", f"{paths.VENV}/x", check=False)
+    assert "Read-only file system" in touch.stderr
+    assert machine.run("nsenter", f"--target={pid}", "--mount", "ls", "-A", "/root").stdout == ""
 
-        first_ping = watchdog_petted()
-        machine.wait_until(lambda: watchdog_petted() != first_ping, "watchdog ping", "binbot")
+    # Kept frames go where the sandbox lets the service write: the state folder's kept/, its own.
+    def kept() -> list[str]:
+        return machine.run("ls", paths.KEPT_DIR, check=False).stdout.split()
 
-        machine.run("systemctl", "reload", "binbot")
-        machine.wait_until(lambda: "reload: now serving model" in machine.journal("binbot"), "reload", "binbot")
+    machine.wait_until(lambda: sum(name.endswith(".json") for name in kept()) == 3, "3 kept frames", "binbot")
+    assert machine.run("stat", "-c", "%U %a", paths.KEPT_DIR, *[f"{paths.KEPT_DIR}/{name}" for name in kept()]
+                       ).stdout.split() == ["binbot", "700"] + ["binbot", "600"] * len(kept())
 
-        again = machine.run("/src/binbot/systemd/install.sh", env=offline_pip)
-        assert "nothing to do" in again.stdout
+    def watchdog_petted() -> str:
+        return machine.show("binbot", "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"]
 
-        machine.run("kill", "-STOP", pid)  # a hung daemon: it stops petting the watchdog
-        machine.wait_until(lambda: machine.show("binbot", "NRestarts", "ActiveState") == {
-            "NRestarts": "1", "ActiveState": "active"}, "restart after the watchdog", "binbot")
-        assert "Watchdog timeout" in machine.journal("binbot")
-        assert machine.show("binbot", "MainPID")["MainPID"] != pid
+    first_ping = watchdog_petted()
+    machine.wait_until(lambda: watchdog_petted() != first_ping, "watchdog ping", "binbot")
 
-        machine.run("systemctl", "stop", "binbot")
-        stopped = machine.show("binbot", "ActiveState", "Result", "ExecMainStatus")
-        clean_exit = {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}
-        assert stopped == clean_exit, machine.journal("binbot")
+    machine.run("systemctl", "reload", "binbot")
+    machine.wait_until(lambda: "reload: now serving model" in machine.journal("binbot"), "reload", "binbot")
+
+    again = machine.run(INSTALL_INSIDE, env=OFFLINE_PIP)
+    assert "nothing to do" in again.stdout
+
+    machine.run("kill", "-STOP", pid)  # a hung daemon: it stops petting the watchdog
+    machine.wait_until(lambda: machine.show("binbot", "NRestarts", "ActiveState") == {
+        "NRestarts": "1", "ActiveState": "active"}, "restart after the watchdog", "binbot")
+    assert "Watchdog timeout" in machine.journal("binbot")
+    assert machine.show("binbot", "MainPID")["MainPID"] != pid
+
+    machine.run("systemctl", "stop", "binbot")
+    stopped = machine.show("binbot", "ActiveState", "Result", "ExecMainStatus")
+    clean_exit = {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}
+    assert stopped == clean_exit, machine.journal("binbot")
 
 
 HEALTHZ = ("import urllib.request; "
