@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import re
 import shutil
 import stat
 import subprocess
+import tarfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +19,9 @@ import booted_systemd
 import pytest
 
 from binbot.device import paths
+from binbot.device.daemon import SHUTDOWN_BUDGET
 from binbot.device.bundle import Bundle, read_bundle
+from binbot.device.kept import jpeg_matches, read_sidecar
 from binbot.tomlfile import tomllib
 from binbot.systemd.syscall_check import read_unit
 
@@ -296,12 +302,21 @@ INSTALL_INSIDE = "/src/binbot/systemd/install.sh"  # the checkout, as the contai
 DROP_INS = "/etc/systemd/system/binbot.service.d"
 
 
+def extra_requirements(*extras: str) -> list[str]:
+    """pyproject.toml's requirements of binbot[EXTRA] for each extra."""
+    optional = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    return [requirement for extra in extras for requirement in optional[extra]]
+
+
 def download_wheelhouse(installed: Installed, wheelhouse: Path) -> Path:
-    """The wheels of exactly what the DESTDIR install put in its venv, for an install without network."""
+    """For installs without network: the wheels of exactly what the DESTDIR install put in its venv, and of
+    the pi and mqtt extras (gpiozero, paho-mqtt) with what they need."""
     pip = [str(under(installed.root, paths.VENV) / "bin/python"), "-m", "pip"]
     frozen = subprocess.run([*pip, "freeze", "--local", "--exclude", "binbot"], capture_output=True, text=True,
                             check=True).stdout.split()
     subprocess.run([*pip, "download", "--quiet", "--no-deps", "--dest", str(wheelhouse), *frozen, "setuptools>=69"],
+                   check=True, timeout=600)
+    subprocess.run([*pip, "download", "--quiet", "--dest", str(wheelhouse), *extra_requirements("pi", "mqtt")],
                    check=True, timeout=600)
     return wheelhouse
 
@@ -399,5 +414,159 @@ def test_the_installed_service_runs_sandboxed_under_a_real_systemd(booted):
     assert stopped == clean_exit, machine.journal("binbot")
 
 
+@needs_container
+def test_a_stop_with_every_output_at_work_closes_them_all_well_inside_timeoutstopsec(booted, tmp_path):
+    """`systemctl stop` with every output on and busy: the outputs close side by side within the daemon's budget,
+    nothing is killed, the servo is back at rest, MQTT's `offline` is sent, and every file is whole."""
+    machine = booted.machine
+    # gpiozero's mock pins stand in for the header (on a Pi gpiozero comes from apt; here from the wheelhouse).
+    machine.run(f"{paths.VENV}/bin/python", "-m", "pip", "install", "--quiet", *extra_requirements("pi"),
+                env=OFFLINE_PIP)
+    machine.run("rm", "-rf", DROP_INS)
+    machine.run("mkdir", DROP_INS)
+    machine.run("tee", f"{DROP_INS}/mock-pins.conf", input=MOCK_PINS)
+    machine.run("systemctl", "daemon-reload")
+    machine.run("tee", paths.CONFIG_FILE, input=EVERY_OUTPUT)
+    machine.run("mkdir", "-p", BROKER)
+    machine.run("tee", f"{BROKER}/mosquitto.conf", input=BROKER_CONFIG)
+    since = time.time()  # the container's clock is this machine's
+
+    def log(*options: str) -> str:
+        return machine.journal("binbot", "--output=cat", *options, since=since)
+
+    def health() -> dict:
+        return json.loads(machine.run(f"{paths.VENV}/bin/python", "-c", HEALTHZ).stdout)["outputs"]
+
+    def kept() -> int:
+        return sum(name.endswith(".json") for name in machine.run("ls", paths.KEPT_DIR, check=False).stdout.split())
+
+    def lines(name: str) -> list[str]:
+        return machine.run("cat", f"{paths.STATE_DIR}/{name}", check=False).stdout.splitlines(keepends=True)
+
+    # The service starts before the broker is up, so MQTT has a warning to log (for the priorities, below).
+    kept_before = kept()  # another test's
+    started = machine.run(INSTALL_INSIDE, env=OFFLINE_PIP, timeout=300)
+    assert "installed paho-mqtt" in started.stdout and "started binbot.service" in started.stdout, started.stdout
+    machine.wait_until(lambda: "mqtt: cannot connect" in log(), "MQTT's failure to connect", "binbot")
+    machine.run("systemd-run", "--unit=broker", "/usr/sbin/mosquitto", "-c", f"{BROKER}/mosquitto.conf")
+    machine.run("systemd-run", "--unit=viewer", "curl", "--silent", "--output", "/dev/null",
+                "http://127.0.0.1:8080/stream.mjpg")  # someone watching: the view encodes frames
+
+    def every_output_at_work() -> bool:
+        outputs = health()
+        return (outputs["mqtt"]["connected"] and outputs["view"]["streams"] == 1 and kept() > kept_before
+                and "gpio: doing" in log() and lines("events.jsonl") and lines("results.jsonl"))
+
+    machine.wait_until(every_output_at_work, "every output at work", "binbot")
+
+    began = time.monotonic()
+    machine.run("systemctl", "stop", "binbot")
+    took = time.monotonic() - began
+
+    machine.wait_until(lambda: "binbot run: stopped after" in log(), "the daemon's last line", "binbot")
+    journal = log()
+    print(f"systemctl stop returned in {took:.2f} s;", *re.findall(r"shutdown took .*", journal))
+    timeout = machine.show("binbot", "TimeoutStopUSec")["TimeoutStopUSec"]
+    assert re.fullmatch(r"[0-9.]+s", timeout) and took < float(timeout[:-1]), (took, timeout)
+    stopped = machine.show("binbot", "ActiveState", "Result", "ExecMainStatus")
+    assert stopped == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}, journal
+    assert not [line for line in journal.splitlines() if any(
+        sign in line for sign in ("SIGKILL", "Killing process", "timed out", "left unfinished", "did not finish"))]
+    [shutdown] = re.findall(r"^binbot run: shutdown took ([0-9.]+) s$", journal, re.M)
+    assert float(shutdown) <= SHUTDOWN_BUDGET
+
+    # The servo: held at 45° for a minute when the stop came, and back at rest before the pins were let go.
+    [left_at] = re.findall(r"^binbot run: gpio: shutdown cut an action short: servo GPIO17 left at (-?[0-9.]+)° "
+                           r"\(rest 0°\), pins released$", journal, re.M)
+    assert abs(float(left_at)) < 0.5
+
+    # MQTT: `offline` retained, published by the daemon itself and followed by a clean DISCONNECT (a killed
+    # daemon's will would say `offline` too, but the broker would log a connection closed without one).
+    assert machine.run(f"{paths.VENV}/bin/python", "-c", RETAINED, "binbot/testbin/available").stdout.split() == [
+        "offline", "retained"]
+    client = "binbot-testbin"
+    broker_log = [line.split(": ", 1)[-1] for line in machine.run("cat", f"{BROKER}/mosquitto.log").stdout.splitlines()]
+    about = [line for line in broker_log if client in line]
+    assert sum(line.startswith("New client connected") for line in about) == 1, about  # never dropped
+    assert "'binbot/testbin/available', ... (7 bytes)" in [line for line in about if "PUBLISH" in line][-1]
+    assert about[-2:] == [f"Received DISCONNECT from {client}", f"Client {client} disconnected."], about[-5:]
+
+    # Files: every kept frame whole (its JPEG as its sidecar describes it), no .partial left; whole JSON lines.
+    archive = machine.run("sh", "-c", f"tar -C {paths.KEPT_DIR} -c . | base64 --wrap=0").stdout
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(archive))) as tar:
+        tar.extractall(tmp_path / "kept", filter="data")
+    ids = sorted(sidecar.stem for sidecar in (tmp_path / "kept").glob("*.json"))
+    assert sorted(path.name for path in (tmp_path / "kept").iterdir()) == sorted(
+        [f"{i}.jpg" for i in ids] + [f"{i}.json" for i in ids])
+    assert len(ids) > kept_before
+    for i in ids:
+        assert jpeg_matches(read_sidecar(tmp_path / "kept" / f"{i}.json"), tmp_path / "kept" / f"{i}.jpg")
+    for name in ("events.jsonl", "results.jsonl"):
+        assert all(line.endswith("\n") and json.loads(line) for line in lines(name))
+
+    # journald took each line's priority: -p warning shows the warning and not the info lines.
+    warnings = log("--priority=warning").splitlines()
+    assert warnings == ["binbot run: mqtt: cannot connect to 127.0.0.1:1883; retrying, classification goes on"]
+    ready = f"binbot run: ready: first frame classified with model {booted.bundle.id}"
+    assert ready in journal.splitlines() and ready not in warnings
+
+
 HEALTHZ = ("import urllib.request; "
            "print(urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=10).read().decode())")
+# The message retained on a topic (argv[1]), and whether it came as retained.
+RETAINED = """
+import sys, threading
+import paho.mqtt.client as paho
+got = threading.Event()
+def show(client, userdata, message):
+    print(message.payload.decode(), "retained" if message.retain else "live")
+    got.set()
+client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+client.on_connect = lambda client, *_: client.subscribe(sys.argv[1], qos=1)
+client.on_message = show
+client.connect("127.0.0.1", 1883)
+client.loop_start()
+got.wait(10)
+client.disconnect()
+client.loop_stop()
+"""
+MOCK_PINS = "[Service]\nEnvironment=GPIOZERO_PIN_FACTORY=mock GPIOZERO_MOCK_PIN_CLASS=mockpwmpin\n"
+BROKER = "/srv/broker"
+# log_type all: the broker logs each client's DISCONNECT, and tells a clean one from a dropped connection.
+BROKER_CONFIG = f"""listener 1883 127.0.0.1
+allow_anonymous true
+user root
+log_dest file {BROKER}/mosquitto.log
+log_type all
+"""
+# Every output on: files under the state folder, the live view, every frame kept, a broker on loopback, and a
+# servo whose every action is held for a minute (so that the stop comes while it is away from rest).
+EVERY_OUTPUT = f"""bundle = "{paths.CURRENT_BUNDLE}"
+source = ""
+fps = 10.0
+http = "127.0.0.1:8080"
+
+[events]
+file = "{paths.STATE_DIR}/events.jsonl"
+
+[results]
+file = "{paths.STATE_DIR}/results.jsonl"
+
+[view]
+enabled = true
+
+[keep]
+sample = 1.0
+per_hour = 10000
+per_day = 10000
+
+[mqtt]
+host = "127.0.0.1"
+device = "testbin"
+
+[gpio]
+hold = 60.0
+cooldown = 60.0
+servo = {{ pin = "GPIO17", rest = 0.0 }}
+default = {{ angle = 45.0, pulse = {{ pin = "GPIO27", seconds = 0.2 }} }}
+"""
