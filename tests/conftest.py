@@ -1,4 +1,5 @@
-"""Fixtures: small generated image sets and tiny models, built once per session."""
+"""Fixtures: small generated image sets and tiny models, built once per session; and the markers slow, root
+and browser, given to each test by what it uses (see docs/development.md)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,47 @@ from pathlib import Path
 
 import pytest
 
+import helpers
 from helpers import TINY_SIZE, DaemonProcess
 
 pytest_plugins = ("sshd",)  # the `sshd` fixture: a real OpenSSH server on loopback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# slow: a fixture that trains a Keras model (tiny_run, small_cnn_run and every fixture built on it,
+# other_bundle), starts `binbot run` as a process, talks to a real sshd, or runs install.sh.
+SLOW_FIXTURES = {"tiny_run", "small_cnn_run", "other_bundle", "start_daemon", "sshd", "installed"}
+# ... or, where no fixture shows it, a test that trains a model in its own body (or starts `binbot train`)
+# or waits out MQTT's keepalive: 8 to 48 s each on 2 cores.
+SLOW_TESTS = {
+    "test_train": {"test_a_run_writes_every_output", "test_explicit_validation_folder",
+                   "test_balanced_class_weights_come_from_the_training_split_and_are_recorded",
+                   "test_pretrained_base_learns_the_synthetic_classes"},
+    "test_model": {"test_saved_checkpoint_reloads_and_predicts_the_same",
+                   "test_imagenet_download_failure_says_how_to_pass_a_local_file"},
+    "test_mqtt": {"test_after_a_silent_link_drop_the_retained_state_is_the_newest_and_nothing_arrives_out_of_order"},
+}
+# root: mounts a tmpfs (small_disk), logs in to sshd as root (sshd), or is in a module that runs install.sh
+# (useradd, chown, a container booted with systemd-nspawn) and skips itself unless run as root.
+ROOT_FIXTURES = {"small_disk", "sshd"}
+ROOT_MODULES = {"test_install"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by these markers
+def pytest_collection_modifyitems(items):
+    """Mark each test slow, root and browser by the rules above; browser: it calls helpers.chromium."""
+    for module in {item.module for item in items}:
+        missing = [name for name in SLOW_TESTS.get(module.__name__, ()) if not hasattr(module, name)]
+        if missing:
+            raise pytest.UsageError(f"conftest.py's SLOW_TESTS names {module.__name__}.{missing[0]}, which is not there")
+    for item in items:
+        module, used = item.module, set(item.fixturenames)
+        if used & SLOW_FIXTURES or item.originalname in SLOW_TESTS.get(module.__name__, ()):
+            item.add_marker(pytest.mark.slow)
+        if used & ROOT_FIXTURES or module.__name__ in ROOT_MODULES:
+            item.add_marker(pytest.mark.root)
+        if vars(module).get("chromium") is helpers.chromium and "chromium" in item.function.__code__.co_names:
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(scope="session")
