@@ -1,6 +1,6 @@
 # BinBot. `make demo` sets everything up and runs the whole pipeline on generated images;
-# `make test` runs the test suite; `make docs` builds the docs site. All create and reuse the virtual
-# environment in $(VENV).
+# `make test` runs the test suite (`make test-fast` the part for the edit loop); `make docs` builds the
+# docs site. All create and reuse the virtual environment in $(VENV).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 WEIGHTS ?= imagenet
 DEMO ?= .demo
 
-.PHONY: install demo test docs pi-check clean
+.PHONY: install demo test test-fast docs pi-check clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# The edit loop's subset, about a minute: no test that trains a model, starts a daemon, sshd or install.sh
+# (slow), needs root or drives Chromium; tests/conftest.py gives the markers. `make test` is still the suite.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not root and not browser"
 
 # docs/ as a site, in mkdocs.yml's reading order, into build/site; --strict makes a broken link or anchor,
 # or a page left out of the nav, an error. `$(BIN)/mkdocs serve` shows it while you edit.
